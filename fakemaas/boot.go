@@ -85,3 +85,10 @@ type ImageFile struct {
 
 // ErrImageNotFound means no complete file matches the requested hash prefix.
 var ErrImageNotFound = errors.New("image file not found")
+
+// Bootloader types, as SimpleStreams bootloader products name them.
+const (
+	BootloaderPXE          = "pxe"           // pxelinux, i386
+	BootloaderUEFI         = "uefi"          // shim + grub, amd64 / arm64
+	BootloaderOpenFirmware = "open-firmware" // grub-ieee1275, ppc64el
+)

@@ -1,0 +1,61 @@
+package trace
+
+// Event kinds every component uses, so that the timeline, the diagnosis and scenario
+// assertions can rely on them. Attributes named in the comments go in Event.Attrs.
+const (
+	// DHCP (attrs: xid, arch, vendor_class, user_class, yiaddr, filename, next_server).
+	KindDHCPDiscover = "dhcp.discover"
+	KindDHCPOffer    = "dhcp.offer"
+	KindDHCPRequest  = "dhcp.request"
+	KindDHCPAck      = "dhcp.ack"
+	KindDHCPNak      = "dhcp.nak"
+	KindDHCPRelease  = "dhcp.release"
+	KindDHCPIgnored  = "dhcp.ignored" // attrs: reason
+	KindDHCPBad      = "dhcp.bad"     // malformed packet; attrs: reason
+
+	// TFTP (attrs: file, bytes, blksize, tsize, duration_ms, error).
+	KindTFTPRead     = "tftp.read"     // a transfer completed
+	KindTFTPNotFound = "tftp.notfound" // file not found answered
+	KindTFTPError    = "tftp.error"    // refused (traversal, write request) or failed transfer
+
+	// Rack HTTP (attrs: path, status, bytes, range, duration_ms).
+	KindHTTPGet   = "http.get"
+	KindHTTPError = "http.error"
+
+	// A boot config was rendered (attrs: purpose, file, bootloader, kernel, initrd).
+	KindBootConfig = "boot.config"
+	// The rack could not find the image a machine needs (attrs: image).
+	KindBootImageMissing = "boot.image_missing"
+
+	// Region (attrs: from, to, message for status; type, description for events).
+	KindStatusChange = "status.change"
+	KindNodeEvent    = "node.event" // an entry in the machine's MAAS event log
+	KindAPIRequest   = "api.request"
+
+	// Metadata service (attrs: path, status; signal: status, error).
+	KindMetadataRead = "metadata.read"
+	KindSignal       = "metadata.signal"
+	KindNetbootOff   = "metadata.netboot_off"
+	KindUserDataRead = "metadata.user_data" // the installed OS read its user-data
+
+	// Status webhook (attrs: origin, name, event_type, result, description).
+	KindWebhookEvent = "webhook.event"
+
+	// Power (attrs: power_type, action, state).
+	KindPower = "power"
+
+	// Serial console: one line per event; Message is the line.
+	KindConsoleLine = "console.line"
+
+	// Machine driver lifecycle (attrs: driver, detail).
+	KindMachineCreated   = "machine.created"
+	KindMachineStarted   = "machine.started"
+	KindMachineStopped   = "machine.stopped"
+	KindMachineCrashed   = "machine.crashed"
+	KindMachineDestroyed = "machine.destroyed"
+	KindMachineStep      = "machine.step" // a simulated machine's boot step (attrs: step)
+
+	// Virtual network (attrs: port, fault).
+	KindLink  = "vnet.link"
+	KindFault = "vnet.fault"
+)
