@@ -1,0 +1,45 @@
+package installer
+
+import (
+	"context"
+	"io"
+
+	"github.com/maasemu/maasemu/harness/installer/storage"
+)
+
+// Backend is where the storage of an install lives: real block devices inside a VM's
+// ephemeral (package blockdev), or sparse disk-image files for simulated machines (package
+// imagedisk).
+type Backend interface {
+	// ClearHolders is block-meta's clear-holders step for the disks the config names.
+	ClearHolders(ctx context.Context, sc *storage.Config, log io.Writer) error
+	// Apply applies one storage.config entry in custom mode. For a mount entry it mounts
+	// the volume at target+path and reports the volume for the fstab line.
+	Apply(ctx context.Context, sc *storage.Config, it storage.Item, target string, log io.Writer) (storage.Applied, error)
+	// WriteImage is block-meta simple for dd sources: it streams a raw disk image onto the
+	// install disk (the disk whose serial resolves and has grub_device, else the first
+	// installable disk; sc may be nil), finds the partition holding one of
+	// storage.RootMarkers and mounts it at target.
+	WriteImage(ctx context.Context, sc *storage.Config, r io.Reader, target string, log io.Writer) error
+	// DevicePath resolves a storage id (disk or partition) to its device path.
+	DevicePath(ctx context.Context, sc *storage.Config, id string) (string, error)
+	// TargetDisks returns the parent disks of what is mounted at target (grub's devices
+	// when the config names none).
+	TargetDisks(ctx context.Context, target string) ([]string, error)
+	// Unmount ends the install: nothing is written to the target after it.
+	Unmount(ctx context.Context, target string, log io.Writer) error
+}
+
+// GrubEmulator is implemented by backends that cannot run grub-install against a device
+// (disk-image files): they put the boot loader in place themselves.
+type GrubEmulator interface {
+	EmulateGrub(ctx context.Context, req storage.GrubRequest, log io.Writer) error
+}
+
+// SwapEmulator is implemented by backends whose target is not a mounted filesystem and
+// so need to know its free space and type for curtin's swap sizing.
+type SwapEmulator interface {
+	// TargetFS returns the filesystem type and free bytes of the filesystem holding dir
+	// under target.
+	TargetFS(ctx context.Context, target, dir string) (fstype string, avail int64, err error)
+}
