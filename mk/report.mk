@@ -1,0 +1,2 @@
+# The HTML report is checked in headless Chromium.
+DEPS_PKGS += chromium
