@@ -88,6 +88,17 @@ func DefaultHost(cacheDir string) Host {
 	}
 }
 
+// DefaultCacheDir is $MAASEMU_CACHE, else ~/.cache/maasemu (the Makefile's default).
+func DefaultCacheDir() string {
+	if d := os.Getenv("MAASEMU_CACHE"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "maasemu")
+	}
+	return filepath.Join(os.TempDir(), "maasemu-cache")
+}
+
 // Loader opens bootloader files: the region's first, the host's when the region has none.
 type Loader struct {
 	region Region // may be nil
