@@ -197,7 +197,7 @@ type reportStack struct {
 	fullname  string
 	desc      string
 	level     string
-	postFiles []string
+	postFiles []postFile
 	now       func() time.Time
 
 	mu       sync.Mutex
@@ -267,12 +267,15 @@ func (s *reportStack) exit(ctx context.Context, failed bool) string {
 	return result
 }
 
-func collectFiles(paths []string) []File {
+// postFile is a post_files entry: the path reported and where it is on this host.
+type postFile struct{ path, host string }
+
+func collectFiles(files []postFile) []File {
 	var out []File
-	for _, p := range paths {
-		f := File{Path: p, Encoding: "base64"}
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			if b, err := os.ReadFile(p); err == nil {
+	for _, p := range files {
+		f := File{Path: p.path, Encoding: "base64"}
+		if st, err := os.Stat(p.host); err == nil && st.Mode().IsRegular() {
+			if b, err := os.ReadFile(p.host); err == nil {
 				s := base64.StdEncoding.EncodeToString(b)
 				f.Content = &s
 			}

@@ -123,7 +123,6 @@ func (d *ddStream) Close() error {
 	return nil
 }
 
-
 // openDD opens the dd source as a stream of raw disk bytes.
 func (r *run) openDD(ctx context.Context, src Source, out io.Writer) (io.ReadCloser, error) {
 	body, err := r.fetch(ctx, src.URI)

@@ -198,10 +198,9 @@ func (r *run) install(ctx context.Context, cfg map[string]any, top *reportStack)
 	} else {
 		postFiles = []string{logfile}
 	}
-	for i, p := range postFiles {
-		postFiles[i] = r.hostPath(p)
+	for _, p := range postFiles {
+		top.postFiles = append(top.postFiles, postFile{path: p, host: r.hostPath(p)})
 	}
-	top.postFiles = postFiles
 
 	// The saved config goes into the target through write_files (extract stage).
 	if dump, ok := inst["save_install_config"]; !ok || (dump != nil && dump != false && strOf(dump) != "") {
