@@ -182,8 +182,7 @@ func (sp *StreamPort) serve(conn net.Conn) {
 		defer close(writerDone)
 		sp.writeLoop(sc)
 	}()
-	err := sp.readLoop(conn)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if err := sp.readLoop(conn); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		sp.sw.log.Warn("stream port closed", "port", sp.name, "err", err)
 	}
 	conn.Close()
@@ -197,8 +196,8 @@ func (sp *StreamPort) serve(conn net.Conn) {
 	<-writerDone
 }
 
-// readLoop reads length-prefixed frames. A bad length loses the framing, so it ends
-// the connection.
+// readLoop reads length-prefixed frames until an error. A bad length loses the
+// framing, so it ends the connection.
 func (sp *StreamPort) readLoop(conn net.Conn) error {
 	br := bufio.NewReaderSize(conn, 256<<10)
 	buf := make([]byte, maxFrame)

@@ -547,8 +547,8 @@ func (c *counters) snapshot() Counters {
 
 // linkState is a link (or the whole switch) that can be cut for a while.
 type linkState struct {
-	sw    *Switch
-	port  *Port // nil for the switch
+	sw     *Switch
+	port   *Port // nil for the switch
 	isDown atomic.Bool
 
 	mu    sync.Mutex

@@ -13,7 +13,6 @@ var (
 	macA = mustMAC("52:54:00:00:00:0a")
 	macB = mustMAC("52:54:00:00:00:0b")
 	macC = mustMAC("52:54:00:00:00:0c")
-	macX = mustMAC("52:54:00:00:00:99") // never sends
 )
 
 func TestFloodingAndLearning(t *testing.T) {
