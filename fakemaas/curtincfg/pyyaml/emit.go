@@ -2,6 +2,7 @@ package pyyaml
 
 import (
 	"fmt"
+	"math/big"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -18,8 +19,9 @@ const (
 )
 
 // Dump renders v as one YAML document, as yaml.safe_dump(v) would. Supported values:
-// nil, bool, signed and unsigned integers, string, []any, []string, *Map and
-// map[string]any (emitted with sorted keys). Anything else is an error naming the type.
+// nil, bool, signed and unsigned integers, *big.Int, float64, string, []any, []string,
+// *Map and map[string]any (emitted with sorted keys). Anything else is an error naming
+// the type.
 func Dump(v any) (string, error) {
 	e := &emitter{indent: -1, whitespace: true, indention: true}
 	if err := e.node(v, ctx{root: true}); err != nil {
@@ -98,6 +100,10 @@ func (e *emitter) node(v any, c ctx) error {
 		e.scalar(strconv.FormatUint(x, 10), false, c)
 	case uint32:
 		e.scalar(strconv.FormatUint(uint64(x), 10), false, c)
+	case float64:
+		e.scalar(pyFloatRepr(x), false, c)
+	case *big.Int:
+		e.scalar(x.String(), false, c)
 	case string:
 		e.scalar(x, true, c)
 	case []any:

@@ -3,8 +3,10 @@ package pyyaml
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,9 +60,9 @@ func TestDumpKnownOutputs(t *testing.T) {
 }
 
 func TestDumpRejectsUnsupportedType(t *testing.T) {
-	_, err := Dump(M("f", 1.5))
-	if err == nil || !strings.Contains(err.Error(), "float64") {
-		t.Fatalf("Dump(float) error = %v, want one naming float64", err)
+	_, err := Dump(M("f", float32(1.5)))
+	if err == nil || !strings.Contains(err.Error(), "float32") {
+		t.Fatalf("Dump(float32) error = %v, want one naming float32", err)
 	}
 }
 
@@ -123,6 +125,9 @@ func toJSON(v any) any {
 			out[i] = toJSON(e)
 		}
 		return out
+	case float64:
+		// JSON would turn 1.0 into 1, an int for Python: pass floats as text.
+		return map[string]any{"__float__": strconv.FormatFloat(x, 'g', -1, 64)}
 	default:
 		return v
 	}
@@ -135,6 +140,8 @@ def rep(dumper, data):
     return dumper.represent_mapping("tag:yaml.org,2002:map", data.items())
 yaml.add_representer(OrderedDict, rep, Dumper=yaml.SafeDumper)
 def hook(d):
+    if list(d.keys()) == ["__float__"]:
+        return float(d["__float__"])
     if list(d.keys()) == ["__ordered__"]:
         return OrderedDict((k, v) for k, v in d["__ordered__"])
     return d
@@ -181,11 +188,17 @@ func randomString(r *rand.Rand) string {
 func randomValue(r *rand.Rand, depth int) any {
 	switch k := r.IntN(10); {
 	case depth > 3 || k < 4:
-		switch r.IntN(6) {
+		switch r.IntN(7) {
 		case 0:
 			return r.IntN(2) == 0
 		case 1:
 			return r.IntN(100000) - 500
+		case 6:
+			floats := []float64{1.0, 100.0, 1e16, 1e15, 123456789012345680.0, 0.0001, 0.00001, 1.5e-7, 2.5, 1e22, -3.25, 3.14159, math.Inf(1), math.Inf(-1), 0.1 + 0.2}
+			if r.IntN(2) == 0 {
+				return floats[r.IntN(len(floats))]
+			}
+			return (r.Float64() - 0.5) * math.Pow(10, float64(r.IntN(40)-20))
 		case 2:
 			return nil
 		default:
@@ -258,6 +271,100 @@ func BenchmarkDumpStorageDocument(b *testing.B) {
 	for b.Loop() {
 		if _, err := Dump(doc); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestParsePlain(t *testing.T) {
+	tests := []struct {
+		in   string
+		want any
+	}{
+		{"yes", true}, {"Off", false}, {"true", true}, {"~", nil}, {"", nil}, {"null", nil},
+		{"0755", int64(493)}, {"0x1F", int64(31)}, {"0b101", int64(5)}, {"1_000", int64(1000)},
+		{"1:30", int64(90)}, {"-12", int64(-12)}, {"1.5", 1.5}, {"1e3", "1e3"}, {"1.0e+3", 1000.0},
+		{"abc", "abc"}, {"12:34:56:78:90:12", "12:34:56:78:90:12"},
+	}
+	for _, tt := range tests {
+		got, err := ParsePlain(tt.in)
+		if err != nil {
+			t.Errorf("ParsePlain(%q): %v", tt.in, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("ParsePlain(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+	if _, err := ParsePlain("2024-01-02"); err == nil || !strings.Contains(err.Error(), "timestamp") {
+		t.Errorf("ParsePlain(timestamp) error = %v, want one naming timestamp", err)
+	}
+}
+
+// TestParsePlainMatchesPyYAML checks the loader side against real yaml.safe_load.
+func TestParsePlainMatchesPyYAML(t *testing.T) {
+	py := pythonYAML(t)
+	inputs := []string{"yes", "No", "on", "OFF", "y", "n", "0755", "0x1f", "0b11", "+12", "-0", "1_0",
+		"190:20:30", "1.5", "-.inf", ".NaN", "6.8523015e+5", "685.230_15e+03", "190:20:30.15",
+		"null", "Null", "~", "abc", "1e3", "0o17", "0.", ".5", "12:34:56:18:20:12"}
+	script := `import json, sys, yaml, math
+out = []
+for s in json.load(sys.stdin):
+    v = yaml.safe_load("k: " + s)["k"]
+    kind = type(v).__name__
+    if isinstance(v, float) and math.isnan(v):
+        v = "NaN"
+    elif isinstance(v, float) and math.isinf(v):
+        v = "inf" if v > 0 else "-inf"
+    out.append([kind, v])
+json.dump(out, sys.stdout)`
+	body, _ := json.Marshal(inputs)
+	cmd := exec.Command(py, "-c", script)
+	cmd.Stdin = bytes.NewReader(body)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v", err)
+	}
+	var want [][2]any
+	if err := json.Unmarshal(out, &want); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range inputs {
+		got, err := ParsePlain(s)
+		if err != nil {
+			t.Errorf("ParsePlain(%q): %v", s, err)
+			continue
+		}
+		kind, val := want[i][0].(string), want[i][1]
+		switch kind {
+		case "bool", "str":
+			if got != val {
+				t.Errorf("ParsePlain(%q) = %#v, PyYAML %s %#v", s, got, kind, val)
+			}
+		case "NoneType":
+			if got != nil {
+				t.Errorf("ParsePlain(%q) = %#v, PyYAML None", s, got)
+			}
+		case "int":
+			if g, ok := got.(int64); !ok || float64(g) != val.(float64) {
+				t.Errorf("ParsePlain(%q) = %#v, PyYAML int %v", s, got, val)
+			}
+		case "float":
+			g, ok := got.(float64)
+			switch val {
+			case "NaN":
+				ok = ok && math.IsNaN(g)
+			case "inf":
+				ok = ok && math.IsInf(g, 1)
+			case "-inf":
+				ok = ok && math.IsInf(g, -1)
+			default:
+				ok = ok && g == val.(float64)
+			}
+			if !ok {
+				t.Errorf("ParsePlain(%q) = %#v, PyYAML float %v", s, got, val)
+			}
+		default:
+			t.Errorf("ParsePlain(%q): PyYAML gave unexpected type %s", s, kind)
 		}
 	}
 }
