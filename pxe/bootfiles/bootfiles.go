@@ -52,7 +52,11 @@ type RefusedError struct {
 }
 
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("refused %q: %s", e.Name, e.Reason)
+	name := e.Name
+	if len(name) > 64 {
+		name = name[:64] + "..." // the reason gives the length; keep TFTP error packets small
+	}
+	return fmt.Sprintf("refused %q: %s", name, e.Reason)
 }
 
 // Kinds of file in the tree.
