@@ -615,8 +615,14 @@ func (r *Region) uploadChunk(hr *http.Request, resID, fileID int) error {
 	lock := fileLock(fileID)
 	lock.Lock()
 	defer lock.Unlock()
+	// As MAAS, the resource and the file are looked up independently.
 	r.mu.RLock()
-	res, f := r.findFile(resID, fileID)
+	res := r.resources[resID]
+	var resType int
+	if res != nil {
+		resType = res.Type
+	}
+	fileRes, f := r.findFile(r.fileIndex[fileID], fileID)
 	var fc resourceFile
 	if f != nil {
 		fc = *f
@@ -628,12 +634,13 @@ func (r *Region) uploadChunk(hr *http.Request, resID, fileID int) error {
 	if f == nil {
 		return notFound("No BootResourceFile matches the given query.")
 	}
+	resID = fileRes.ID
 	size := hr.ContentLength
 	if size <= 0 {
 		return badRequest("Missing data.")
 	}
-	if res.Type != rtypeUploaded {
-		return forbidden(fmt.Sprintf("Cannot upload to a resource of type: %d.", res.Type))
+	if resType != rtypeUploaded {
+		return forbidden(fmt.Sprintf("Cannot upload to a resource of type: %d.", resType))
 	}
 	if fc.Complete || fc.Uploaded == fc.Size {
 		return badRequest("Cannot upload to a complete file.")
