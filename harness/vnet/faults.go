@@ -266,6 +266,42 @@ func (s *stage) faults() Faults {
 	return s.f
 }
 
+// decision is what the faults do to one frame.
+type decision struct {
+	drop       bool
+	corruptBit int // bit index in the frame to flip, or -1
+	copies     int // 1, or 2 when duplicated
+	delays     [2]time.Duration
+	hold       bool // reorder: wait for the next frame
+}
+
+// decide draws the fate of one frame of n bytes. The caller holds s.mu. Draws happen in
+// a fixed order, so the same seed and the same frames give the same decisions.
+func (s *stage) decide(n int) decision {
+	f := &s.f
+	d := decision{corruptBit: -1, copies: 1}
+	if f.Loss > 0 && s.rng.Float64() < f.Loss {
+		d.drop = true
+		return d
+	}
+	if f.Corrupt > 0 && s.rng.Float64() < f.Corrupt && n > ethHeaderLen {
+		d.corruptBit = ethHeaderLen*8 + s.rng.IntN((n-ethHeaderLen)*8)
+	}
+	if f.Duplicate > 0 && s.rng.Float64() < f.Duplicate {
+		d.copies = 2
+	}
+	for i := range d.copies {
+		d.delays[i] = f.Delay
+		if f.Jitter > 0 {
+			d.delays[i] += time.Duration(s.rng.Int64N(int64(2*f.Jitter)+1)) - f.Jitter
+		}
+	}
+	if f.Reorder > 0 && s.rng.Float64() < f.Reorder {
+		d.hold = true
+	}
+	return d
+}
+
 // process runs one frame through the stage. The frame is only read; anything kept past
 // the call is copied.
 func (s *stage) process(src *Port, frame []byte) {
@@ -279,61 +315,49 @@ func (s *stage) process(src *Port, frame []byte) {
 		s.next(src, frame)
 		return
 	}
-	f := &s.f
-	if f.Loss > 0 && s.rng.Float64() < f.Loss {
+	d := s.decide(len(frame))
+	if d.drop {
 		s.mu.Unlock()
 		s.c.dropLoss.Add(1)
 		return
 	}
-	if f.Corrupt > 0 && s.rng.Float64() < f.Corrupt && len(frame) > ethHeaderLen {
-		bits := (len(frame) - ethHeaderLen) * 8
-		bit := ethHeaderLen*8 + s.rng.IntN(bits)
+	if d.corruptBit >= 0 {
 		frame = append([]byte(nil), frame...)
-		frame[bit/8] ^= 1 << (bit % 8)
+		frame[d.corruptBit/8] ^= 1 << (d.corruptBit % 8)
 		s.c.corrupted.Add(1)
 	}
-	copies := 1
-	if f.Duplicate > 0 && s.rng.Float64() < f.Duplicate {
-		copies = 2
+	if d.copies == 2 {
 		s.c.duplicated.Add(1)
 	}
-	var delays [2]time.Duration
-	for i := range copies {
-		d := f.Delay
-		if f.Jitter > 0 {
-			d += time.Duration(s.rng.Int64N(int64(2*f.Jitter)+1)) - f.Jitter
-		}
-		delays[i] = d
-	}
-	// Reordering: hold this frame until the next one has gone, or release a held one
-	// right after this one.
+	// Reordering: a held frame goes right after this one; a frame chosen for
+	// reordering waits for the next one (or ReorderHold).
 	var release *heldFrame
 	if s.held != nil {
 		release = s.held
 		s.held = nil
-	} else if f.Reorder > 0 && s.rng.Float64() < f.Reorder {
-		hold := f.ReorderHold
+	} else if d.hold {
+		hold := s.f.ReorderHold
 		if hold == 0 {
 			hold = 10 * time.Millisecond
 		}
 		h := &heldFrame{src: src, frame: append([]byte(nil), frame...)}
-		h.timer = time.AfterFunc(hold, func() { s.releaseHeld(h, delays[0]) })
+		delay := d.delays[0]
+		h.timer = time.AfterFunc(hold, func() { s.releaseHeld(h, delay) })
 		s.held = h
 		s.c.reordered.Add(1)
-		if copies == 2 {
-			copies, delays[0] = 1, delays[1] // the duplicate goes now
-		} else {
+		if d.copies == 1 {
 			s.mu.Unlock()
 			return
 		}
+		d.copies, d.delays[0] = 1, d.delays[1] // the duplicate goes now
 	}
 	s.mu.Unlock()
-	for i := range copies {
-		s.emit(src, frame, delays[i])
+	for i := range d.copies {
+		s.emit(src, frame, d.delays[i])
 	}
 	if release != nil {
 		release.timer.Stop()
-		s.emit(release.src, release.frame, delays[0])
+		s.emit(release.src, release.frame, d.delays[0])
 	}
 }
 
