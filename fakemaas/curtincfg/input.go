@@ -114,6 +114,9 @@ type Network struct {
 	// MAASDNSServers are the addresses of MAAS's DNS reachable from this machine (the
 	// routable rack addresses, then the region's). Default: the rack address.
 	MAASDNSServers []string
+	// DefaultDNSServers, when set, is used as node.get_default_dns_servers() instead of
+	// deriving it from the default gateway's subnet and MAASDNSServers.
+	DefaultDNSServers []string
 }
 
 // Subnet is a MAAS subnet.

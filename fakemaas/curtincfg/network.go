@@ -604,6 +604,9 @@ func (g *netGen) setV2DefaultDNS(dns []string, sections ...*pyyaml.Map) {
 // defaultDNSServers is Node.get_default_dns_servers, with MAAS's own DNS addresses
 // given as Network.MAASDNSServers (default: the rack).
 func (g *netGen) defaultDNSServers(ipv4, ipv6 bool) []string {
+	if d := g.in.Network.DefaultDNSServers; len(d) > 0 {
+		return slices.Clone(d)
+	}
 	maas := g.in.Network.MAASDNSServers
 	if len(maas) == 0 {
 		maas = []string{g.in.URLs.RackIP}
