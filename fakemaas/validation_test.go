@@ -199,7 +199,9 @@ func TestValidationErrors(t *testing.T) {
 	json := "application/json"
 	text := "text/plain"
 	cases := []tc{
-		{"bad filetype", func() apiResult { return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("filetype", "zip"), true) },
+		{"bad filetype", func() apiResult {
+			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("filetype", "zip"), true)
+		},
 			apiResult{400, json, `{"filetype":["Select a valid choice. zip is not one of the available choices."]}`}},
 		{"bad base_image format", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("base_image", "noble"), true)
@@ -210,9 +212,13 @@ func TestValidationErrors(t *testing.T) {
 		{"unknown base_image release", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("base_image", "ubuntu/nosuch"), true)
 		}, apiResult{400, json, `{"base_image":["please select a valid base image OS and version"]}`}},
-		{"short sha256", func() apiResult { return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("sha256", "abcdef0123"), true) },
+		{"short sha256", func() apiResult {
+			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("sha256", "abcdef0123"), true)
+		},
 			apiResult{400, json, `{"sha256":["Ensure this value has at least 64 characters (it has 10)."]}`}},
-		{"reserved name (os)", func() apiResult { return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("name", "ubuntu"), true) },
+		{"reserved name (os)", func() apiResult {
+			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("name", "ubuntu"), true)
+		},
 			apiResult{400, json, `{"name":["ubuntu is a reserved name"]}`}},
 		{"reserved name (synced release)", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("name", "noble"), true)
@@ -229,7 +235,9 @@ func TestValidationErrors(t *testing.T) {
 		{"same sha256, other size", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("sha256", sha(complete)), true)
 		}, apiResult{400, text, "File already exists with sha256 that is of different size."}},
-		{"bad resource type filter", func() apiResult { return call(t, env, admin, "GET", "/MAAS/api/2.0/boot-resources/?type=foo", nil, false) },
+		{"bad resource type filter", func() apiResult {
+			return call(t, env, admin, "GET", "/MAAS/api/2.0/boot-resources/?type=foo", nil, false)
+		},
 			apiResult{400, text, "'foo' is not a valid boot resource type. Available types: ['synced', 'uploaded']"}},
 		{"upload: missing data", func() apiResult { return rawPut(t, env, uploadURI, 0, nil) },
 			apiResult{400, text, "Missing data."}},
