@@ -100,7 +100,7 @@ func (b *Builder) PublishEphemeral(ctx context.Context, e *Ephemeral, out string
 			"arch": "amd64", "kflavor": "generic", "krel": ser.Codename, "label": "stable", "os": "ubuntu",
 			"release": ser.Codename, "release_codename": ser.Title,
 			"release_title": fmt.Sprintf("%s LTS: maasemu test ephemeral built from Debian 12 packages (kernel %s)", ser.Version, e.KernelVersion),
-			"subarch": "ga-" + ser.Version, "subarches": "generic,ga-" + ser.Version, "support_eol": "2099-01-01",
+			"subarch":       "ga-" + ser.Version, "subarches": "generic,ga-" + ser.Version, "support_eol": "2099-01-01",
 			"version": ser.Version, "versions": map[string]ssVersion{e.Version: {Items: items}},
 		}
 		s.Products = append(s.Products, name)
