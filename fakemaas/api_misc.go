@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // configItem is one MAAS setting the fake knows: its default and kind.
@@ -82,11 +81,6 @@ func (r *Region) configString(name string) string {
 	default:
 		return fmt.Sprint(v)
 	}
-}
-
-func (r *Region) configBool(name string) bool {
-	v, _ := r.configValue(name).(bool)
-	return v
 }
 
 func (r *Region) configInt(name string) int {
@@ -659,5 +653,3 @@ func urlEscape(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(
 		strings.ReplaceAll(s, "%", "%25"), "&", "%26"), "=", "%3D"), " ", "+")
 }
-
-var _ = time.Second

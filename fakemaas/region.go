@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -224,17 +223,6 @@ func (r *Region) powerDriver(name string) (PowerDriver, bool) {
 	defer r.powerMu.RUnlock()
 	d, ok := r.powerTypes[name]
 	return d, ok
-}
-
-func (r *Region) powerTypeNames() []string {
-	r.powerMu.RLock()
-	defer r.powerMu.RUnlock()
-	var out []string
-	for n := range r.powerTypes {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // load reads every record into memory.

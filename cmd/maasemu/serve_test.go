@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,9 +31,9 @@ import (
 // buildMaasemu builds this command into a temporary directory.
 func buildMaasemu(t *testing.T) string {
 	t.Helper()
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		t.Skipf("building maasemu: needs the go tool at %s", gobin)
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("building maasemu: needs the go tool on PATH: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "maasemu")
 	cmd := exec.Command(gobin, "build", "-o", bin, ".")
@@ -223,8 +222,6 @@ func TestServeCrashSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth := c.BootResources.(*client.BootResources).APIClient.AuthClient
-
 	// Kill right after the create: the resource is there with no data.
 	srv.kill9(t)
 	srv = startServe(t, bin, state)
@@ -243,7 +240,7 @@ func TestServeCrashSafety(t *testing.T) {
 		conn.Close()
 		srv = startServe(t, bin, state)
 		c = login(srv)
-		auth = c.BootResources.(*client.BootResources).APIClient.AuthClient
+		auth := c.BootResources.(*client.BootResources).APIClient.AuthClient
 		want := fileState{Complete: false, Progress: 100 * float64(acked) / float64(len(content)), SHA256: sum(content)}
 		if diff := cmp.Diff(want, uploadState(t, c, br.ID)); diff != "" {
 			t.Fatalf("after kill in chunk %d (-want +got):\n%s", i, diff)
@@ -257,7 +254,6 @@ func TestServeCrashSafety(t *testing.T) {
 		srv.kill9(t)
 		srv = startServe(t, bin, state)
 		c = login(srv)
-		auth = c.BootResources.(*client.BootResources).APIClient.AuthClient
 		got := uploadState(t, c, br.ID)
 		if acked == len(content) {
 			if !got.Complete {
