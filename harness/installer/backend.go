@@ -43,3 +43,25 @@ type SwapEmulator interface {
 	// under target.
 	TargetFS(ctx context.Context, target, dir string) (fstype string, avail int64, err error)
 }
+
+// noBackend answers every storage request with an error naming what is missing.
+type noBackend struct{}
+
+var errNoBackend = errorString("this curtin entry has no storage backend: block-meta runs inside `curtin install`")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+func (noBackend) ClearHolders(context.Context, *storage.Config, io.Writer) error { return errNoBackend }
+func (noBackend) Apply(context.Context, *storage.Config, storage.Item, string, io.Writer) (storage.Applied, error) {
+	return storage.Applied{}, errNoBackend
+}
+func (noBackend) WriteImage(context.Context, *storage.Config, io.Reader, string, io.Writer) error {
+	return errNoBackend
+}
+func (noBackend) DevicePath(context.Context, *storage.Config, string) (string, error) {
+	return "", errNoBackend
+}
+func (noBackend) TargetDisks(context.Context, string) ([]string, error) { return nil, errNoBackend }
+func (noBackend) Unmount(context.Context, string, io.Writer) error      { return nil }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/maasemu/maasemu/harness/diskimage"
 	"github.com/maasemu/maasemu/harness/installer"
-	"github.com/maasemu/maasemu/harness/installer/internal/fixture"
+	fixture "github.com/maasemu/maasemu/harness/installer/installertest"
 )
 
 // hookScript is a curtin-hooks that records its environment in the target.

@@ -18,7 +18,7 @@ import (
 	"github.com/maasemu/maasemu/harness/diskimage"
 	"github.com/maasemu/maasemu/harness/installer"
 	"github.com/maasemu/maasemu/harness/installer/blockdev"
-	"github.com/maasemu/maasemu/harness/installer/internal/fixture"
+	fixture "github.com/maasemu/maasemu/harness/installer/installertest"
 )
 
 const mib = 1 << 20

@@ -24,7 +24,7 @@ import (
 	"github.com/maasemu/maasemu/harness/installer/ephemeral"
 	"github.com/maasemu/maasemu/harness/installer/firstboot"
 	"github.com/maasemu/maasemu/harness/installer/imagedisk"
-	"github.com/maasemu/maasemu/harness/installer/internal/fixture"
+	fixture "github.com/maasemu/maasemu/harness/installer/installertest"
 )
 
 // region is a tiny stand-in for fakemaas's metadata service, enough to drive the agent.
