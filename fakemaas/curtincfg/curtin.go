@@ -429,9 +429,16 @@ func (in *Input) Source() (string, error) {
 	}, "/"), nil
 }
 
+// imageSubarch is the subarch ("platform") get_curtin_installer_url finds the image
+// under: the resource's, else the node's hwe_kernel (which synced Ubuntu resources list
+// among their subarches; uploaded custom ones do not), else the machine's subarch.
 func (in *Input) imageSubarch() string {
-	if in.Deployment.Image.Subarch != "" {
-		return in.Deployment.Image.Subarch
+	d := &in.Deployment
+	switch {
+	case d.Image.Subarch != "":
+		return d.Image.Subarch
+	case d.HWEKernel != "" && d.OSystem != OSCustom:
+		return d.HWEKernel
 	}
 	return in.Machine.subarch()
 }

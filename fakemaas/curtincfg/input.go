@@ -164,7 +164,9 @@ type Deployment struct {
 	BaseImage string
 	Image     Image
 
-	HWEKernel string // node.hwe_kernel, e.g. "ga-24.04"
+	// HWEKernel is node.hwe_kernel, e.g. "ga-24.04": the image subarch in the source
+	// URL of synced (non-custom) images when Image.Subarch is not given.
+	HWEKernel string
 	// KernelPackage is the kpackage MAAS found for the node's kernel (e.g.
 	// "linux-generic"); empty leaves the kernel choice to curtin (no kernel document).
 	KernelPackage string
@@ -187,7 +189,7 @@ type Image struct {
 	// tarballs, otherwise the stored filetype.
 	Filename       string
 	FilenameOnDisk string // sha256 prefix naming the file on the rack, e.g. "87b8187"
-	Subarch        string // the resource's subarch the rack URL uses, default the machine's
+	Subarch        string // the subarch the image was found under (URL slot); see Input.Source
 	Label          string // resource set label: "uploaded" (default), "stable", ...
 }
 

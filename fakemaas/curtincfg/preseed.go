@@ -18,6 +18,7 @@ type Purpose string
 const (
 	// PurposeDeploy: status Deploying, installing to disk with curtin
 	// (compose_curtin_preseed): metadata_url .../MAAS/metadata/curtin, power_state reboot.
+	// With Deployment.Ephemeral set it renders PurposeEphemeralDeploy, as MAAS does.
 	PurposeDeploy Purpose = "deploy"
 	// PurposeEphemeralDeploy: status Deploying with ephemeral_deploy (deploy to memory):
 	// the commissioning preseed shape without power_state.
@@ -64,6 +65,10 @@ func Preseed(in *Input, p Purpose) (string, error) {
 	case PurposeDeploy:
 		if err := in.validateNode(); err != nil {
 			return "", err
+		}
+		if in.Deployment.Ephemeral {
+			// get_preseed: an ephemeral deployment gets the commissioning preseed.
+			return in.cloudInitPreseed(PurposeEphemeralDeploy, in.rackURL()+routeMetadata)
 		}
 		return in.cloudInitPreseed(p, in.rackURL()+routeCurtinMeta)
 	case PurposeEphemeralDeploy, PurposeCommissioning, PurposeTesting, PurposeDiskErasing, PurposeRescue:

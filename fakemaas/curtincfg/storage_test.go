@@ -1,7 +1,7 @@
 package curtincfg
 
 import (
-	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,13 +17,13 @@ import (
 // i386/generic machines unless a test says otherwise.
 
 type testPart struct {
-	size                    int64
-	uuid                    string
-	bootable                bool
-	fstype, label, fsuuid   string
-	mount                   string
-	options                 any
-	noFS, nullLabel, noSize bool
+	size                  int64
+	uuid                  string
+	bootable              bool
+	fstype, label, fsuuid string
+	mount                 string
+	options               any
+	nullLabel             bool
 }
 
 type testDisk struct {
@@ -52,9 +52,6 @@ func buildModel(t *testing.T, arch, bootMethod, bootDisk string, disks ...testDi
 			p, err := m.addPartition(d, tp.size, tp.bootable, func(string) string { return u }, "test")
 			if err != nil {
 				t.Fatalf("partition on %s: %v", d.dev.Name, err)
-			}
-			if tp.noFS {
-				continue
 			}
 			var label any = tp.label
 			if tp.nullLabel {
@@ -208,6 +205,23 @@ config:
 `,
 		},
 		{
+			name: "TestExt4MetadataCSUM",
+			model: func(t *testing.T) *storageModel {
+				m := buildModel(t, "i386", "pxe", "sda", testDisk{dev: qemuDisk("sda", "QM00001", 8*gib), ptable: ptableGPT, parts: []testPart{
+					{size: 5*gib + gib/2 - partitionTableExtra, uuid: "f74ff260-2a5b-4a36-b1b8-37f746b946bf", fstype: "ext4", fsuuid: "bf34f38c-02b7-4b4b-bb7c-e73521f9ead7", nullLabel: true, mount: "/"},
+				}})
+				m.osystem, m.series = OSSUSE, "sles12.5"
+				return m
+			},
+			want: `
+config:
+  - {grub_device: true, id: sda, model: QEMU HARDDISK, name: sda, ptable: gpt, serial: QM00001, type: disk, wipe: superblock}
+  - {device: sda, id: sda-part1, name: sda-part1, number: 1, offset: 4194304B, size: 5897191424B, type: partition, uuid: f74ff260-2a5b-4a36-b1b8-37f746b946bf, wipe: superblock}
+  - {fstype: ext4, id: sda-part1_format, label: null, type: format, uuid: bf34f38c-02b7-4b4b-bb7c-e73521f9ead7, volume: sda-part1, extra_options: [-O, ^metadata_csum]}
+  - {device: sda-part1_format, id: sda-part1_mount, path: /, type: mount}
+`,
+		},
+		{
 			name: "TestSimplePower8Layout",
 			model: func(t *testing.T) *storageModel {
 				return buildModel(t, "ppc64el", "uefi", "sda", testDisk{dev: qemuDisk("sda", "QM00001", 8*gib), ptable: ptableGPT, parts: []testPart{
@@ -283,8 +297,8 @@ func TestLayoutSizes(t *testing.T) {
 				m := it.(*pyyaml.Map)
 				id, _ := m.Get("id")
 				if s, ok := m.Get("size"); ok {
-					var n int64
-					if _, err := fmtSscan(s.(string), &n); err != nil {
+					n, err := strconv.ParseInt(strings.TrimSuffix(s.(string), "B"), 10, 64)
+					if err != nil {
 						t.Fatal(err)
 					}
 					got[id.(string)] = n
@@ -297,23 +311,6 @@ func TestLayoutSizes(t *testing.T) {
 			}
 		})
 	}
-}
-
-func fmtSscan(s string, n *int64) (int, error) {
-	var err error
-	*n, err = parseBytes(strings.TrimSuffix(s, "B"))
-	return 1, err
-}
-
-func parseBytes(s string) (int64, error) {
-	var n int64
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return 0, errors.New("not a byte count: " + s)
-		}
-		n = n*10 + int64(r-'0')
-	}
-	return n, nil
 }
 
 func TestStorageUUIDs(t *testing.T) {
