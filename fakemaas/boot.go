@@ -1,8 +1,14 @@
 package fakemaas
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -92,3 +98,45 @@ const (
 	BootloaderUEFI         = "uefi"          // shim + grub, amd64 / arm64
 	BootloaderOpenFirmware = "open-firmware" // grub-ieee1275, ppc64el
 )
+
+// OpenBootloader opens a file (lpxelinux.0, ldlinux.c32, bootx64.efi, grubx64.efi, ...) of
+// the imported SimpleStreams bootloader product for bootloaderType ("pxe", "uefi",
+// "open-firmware") and arch ("i386", "amd64", "arm64", "ppc64el"). ErrImageNotFound when
+// no such product is imported or it has no such file; a name that is not a plain file
+// name is refused.
+func (r *Region) OpenBootloader(ctx context.Context, bootloaderType, arch, name string) (ImageFile, error) {
+	if err := ctx.Err(); err != nil {
+		return ImageFile{}, err
+	}
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+		return ImageFile{}, fmt.Errorf("fakemaas: bootloader file %q: must be a plain file name: %w", name, ErrImageNotFound)
+	}
+	if strings.ContainsAny(bootloaderType+arch, "/\\.\x00") || bootloaderType == "" || arch == "" {
+		return ImageFile{}, fmt.Errorf("fakemaas: bootloader %q/%q: invalid type or architecture: %w", bootloaderType, arch, ErrImageNotFound)
+	}
+	r.mu.RLock()
+	imported := false
+	for _, res := range r.resources {
+		a, _ := res.arch()
+		if res.BootloaderType == bootloaderType && a == arch && res.latestComplete() != nil {
+			imported = true
+		}
+	}
+	r.mu.RUnlock()
+	if !imported {
+		return ImageFile{}, fmt.Errorf("fakemaas: no %s bootloader imported for %s: %w", bootloaderType, arch, ErrImageNotFound)
+	}
+	f, err := os.Open(filepath.Join(r.bootloaderDir(bootloaderType, arch), name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return ImageFile{}, fmt.Errorf("fakemaas: %s bootloader for %s has no file %q: %w", bootloaderType, arch, name, ErrImageNotFound)
+	}
+	if err != nil {
+		return ImageFile{}, fmt.Errorf("fakemaas: bootloader file %q: %w", name, err)
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return ImageFile{}, fmt.Errorf("fakemaas: bootloader file %q is not a regular file: %w", name, ErrImageNotFound)
+	}
+	return ImageFile{ReadSeekCloser: f, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}

@@ -213,3 +213,55 @@ func TestOpenImageAndBootloader(t *testing.T) {
 		t.Errorf("signed import = %+v, %v", res, err)
 	}
 }
+
+// TestImportOp: op=import reads the configured boot sources and their selections.
+func TestImportOp(t *testing.T) {
+	env := regiontest.Start(t)
+	stream := regiontest.DefaultStream(t.TempDir())
+	if err := stream.Write(); err != nil {
+		t.Fatal(err)
+	}
+	admin := env.APIKey
+	// Replace the default images.maas.io source (no network here) with the local tree.
+	if r := call(t, env, admin, "DELETE", "/MAAS/api/2.0/boot-sources/1/", nil, false); r.Status != 204 {
+		t.Fatalf("delete default source: %+v", r)
+	}
+	r := call(t, env, admin, "POST", "/MAAS/api/2.0/boot-sources/", url.Values{"url": {"file://" + stream.Dir}, "skip_keyring_verification": {"true"}}, false)
+	if r.Status != 201 {
+		t.Fatalf("create source: %+v", r)
+	}
+	if r := call(t, env, admin, "POST", "/MAAS/api/2.0/boot-sources/", url.Values{"url": {"file://" + stream.Dir}, "skip_keyring_verification": {"true"}}, false); r.Status != 400 {
+		t.Errorf("duplicate source: %+v", r)
+	}
+	if r := call(t, env, admin, "POST", "/MAAS/api/2.0/boot-sources/2/selections/", url.Values{"os": {"ubuntu"}, "release": {"noble"}, "arches": {"amd64"}}, false); r.Status != 201 {
+		t.Fatalf("create selection: %+v", r)
+	}
+	if r := call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/?op=import", url.Values{}, false); r.Status != 200 || r.Body != "Import of boot resources started" {
+		t.Fatalf("import: %+v", r)
+	}
+	if err := env.Region.WaitImport(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, env, admin, "GET", "/MAAS/api/2.0/boot-resources/?op=is_importing", nil, false); r.Body != "false" {
+		t.Errorf("is_importing = %s", r.Body)
+	}
+	all, err := env.Client.BootResources.Get(&entity.BootResourcesReadParams{})
+	if err != nil || len(all) != 3 {
+		t.Fatalf("resources after op=import: %+v, %v", all, err)
+	}
+	// A selection that matches nothing imports only the bootloaders.
+	env2 := regiontest.Start(t)
+	call(t, env2, env2.APIKey, "DELETE", "/MAAS/api/2.0/boot-sources/1/", nil, false)
+	call(t, env2, env2.APIKey, "POST", "/MAAS/api/2.0/boot-sources/", url.Values{"url": {stream.Dir}, "keyring_filename": {"/dev/null"}}, false)
+	call(t, env2, env2.APIKey, "POST", "/MAAS/api/2.0/boot-sources/2/selections/", url.Values{"os": {"ubuntu"}, "release": {"jammy"}}, false)
+	env2.Region.StartImport()
+	env2.Region.WaitImport(t.Context())
+	all, _ = env2.Client.BootResources.Get(&entity.BootResourcesReadParams{Type: "synced"})
+	var names []string
+	for _, r := range all {
+		names = append(names, r.Name)
+	}
+	if diff := cmp.Diff([]string{"grub-efi-signed/uefi", "pxelinux/pxe"}, names); diff != "" {
+		t.Errorf("resources with a jammy-only selection (-want +got):\n%s", diff)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -127,6 +128,15 @@ func New(ctx context.Context, opts Options) (*Region, error) {
 	}
 	if r.now == nil {
 		r.now = time.Now
+	}
+	if r.opts.HTTPClient == nil {
+		// No overall timeout (images are large), but a stream that does not answer fails.
+		r.opts.HTTPClient = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   30 * time.Second,
+			ResponseHeaderTimeout: 60 * time.Second,
+		}}
 	}
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("fakemaas: state directory: %w", err)
