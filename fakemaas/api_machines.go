@@ -854,7 +854,8 @@ func (r *Region) deploy(ctx context.Context, sid string, q *request) error {
 		}
 		m.OSystem, m.DistroSeries = osys, rel
 		m.UserData = userData
-		m.EphemeralDeploy = ephemeral || len(m.BlockDevices) == 0 && ephemeral
+		// MAAS also deploys diskless machines ephemerally; disks come with commissioning.
+		m.EphemeralDeploy = ephemeral
 		return w.startDeployment(m, q.user, q.str("comment"))
 	})
 	if err != nil {
