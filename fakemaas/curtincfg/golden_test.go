@@ -1,9 +1,12 @@
 package curtincfg
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -245,6 +248,69 @@ func TestGoldenFilesListed(t *testing.T) {
 		}
 		if !e.IsDir() && !strings.HasSuffix(e.Name(), ".md") {
 			t.Errorf("unexpected file testdata/curtincfg/%s", e.Name())
+		}
+	}
+}
+
+const pyFixpointScript = `
+import json, sys, yaml
+from collections import OrderedDict
+def rep(dumper, data):
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items())
+yaml.add_representer(OrderedDict, rep, Dumper=yaml.SafeDumper)
+out = []
+for doc in json.load(sys.stdin):
+    header = ""
+    if doc.startswith("#cloud-config\n"):
+        header, doc = "#cloud-config\n", doc[len("#cloud-config\n"):]
+    data = yaml.safe_load(doc)
+    net = data.get("network") if isinstance(data, dict) else None
+    if isinstance(net, dict) and net.get("version") == 2:
+        data["network"] = OrderedDict(net.items())  # MAAS dumps network v2 from an OrderedDict
+    out.append(header + yaml.safe_dump(data))
+json.dump(out, sys.stdout)
+`
+
+// TestDocumentsArePyYAMLFixpoints loads every golden document with real PyYAML and dumps
+// it again as MAAS does (yaml.safe_dump): the text must come back unchanged, which is
+// what byte-for-byte MAAS output means for the same data.
+func TestDocumentsArePyYAMLFixpoints(t *testing.T) {
+	py := ""
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if path, err := exec.LookPath(p); err == nil && exec.Command(path, "-c", "import yaml").Run() == nil {
+			py = path
+			break
+		}
+	}
+	if py == "" {
+		t.Skip("PyYAML comparison: needs python3 with the yaml module (Debian python3-yaml)")
+	}
+	var names, docs []string
+	for _, tc := range goldenCases {
+		files := goldenFiles(t, tc.input())
+		for name, body := range files {
+			if strings.HasSuffix(name, ".yaml") {
+				names = append(names, tc.name+"/"+name)
+				docs = append(docs, body)
+			}
+		}
+	}
+	body, _ := json.Marshal(docs)
+	cmd := exec.Command(py, "-c", pyFixpointScript)
+	cmd.Stdin = bytes.NewReader(body)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python: %v: %s", err, stderr.String())
+	}
+	var again []string
+	if err := json.Unmarshal(out, &again); err != nil {
+		t.Fatal(err)
+	}
+	for i := range docs {
+		if docs[i] != again[i] {
+			t.Errorf("%s is not what yaml.safe_dump prints for its own data (-ours +pyyaml):\n%s", names[i], cmp.Diff(docs[i], again[i]))
 		}
 	}
 }
