@@ -395,8 +395,8 @@ func (r *run) emit(level, msg string, attrs map[string]any) {
 
 // workingDir is install.py's WorkingDir.
 type workingDir struct {
-	top, target, scratch, state                                    string
-	fstab, interfaces, netconf, netstate, configFile, rulesScratch string
+	top, target, scratch, state                      string
+	fstab, interfaces, netconf, netstate, configFile string
 }
 
 func createWorkingDir(parent string, cfg map[string]any) (*workingDir, error) {
