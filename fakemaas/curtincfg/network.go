@@ -511,7 +511,8 @@ type ifaceGen struct {
 
 func (g *netGen) render() (*pyyaml.Map, error) {
 	var v1 []any
-	eth, vlans, bonds, bridges := pyyaml.NewOrderedMap(), pyyaml.NewOrderedMap(), pyyaml.NewOrderedMap(), pyyaml.NewOrderedMap()
+	// Plain dicts in MAAS: emitted sorted, iterated in insertion order.
+	eth, vlans, bonds, bridges := pyyaml.NewMap(), pyyaml.NewMap(), pyyaml.NewMap(), pyyaml.NewMap()
 	for _, n := range g.ifaces {
 		if !n.enabled() {
 			continue
@@ -585,7 +586,7 @@ func (g *netGen) setV2DefaultDNS(dns []string, sections ...*pyyaml.Map) {
 	}
 	ns.Set("addresses", pyyaml.Strings(dns))
 	for _, sec := range sections {
-		for _, name := range sec.Keys() {
+		for _, name := range sec.InsertionKeys() {
 			v, _ := sec.Get(name)
 			cfg := v.(*pyyaml.Map)
 			if cfg.Has("nameservers") || !cfg.Has("addresses") {

@@ -386,3 +386,32 @@ func mustDump(t *testing.T, v any) string {
 	}
 	return s
 }
+
+// TestNetworkV2SectionsSorted: only the top level of network v2 is an OrderedDict in
+// MAAS; each section is a dict that safe_dump sorts, although interfaces are generated
+// parents-first.
+func TestNetworkV2SectionsSorted(t *testing.T) {
+	in := netInput([]Interface{
+		eth("eth0", "00:01:02:03:04:00"), eth("eth1", "00:01:02:03:04:01"),
+		eth("eth2", "00:01:02:03:04:02"), eth("eth3", "00:01:02:03:04:03"),
+		{Type: IfaceBond, Name: "bond1", Parents: []string{"eth0", "eth1"}},
+		{Type: IfaceBond, Name: "bond0", Parents: []string{"eth2", "eth3"}},
+	}, nil, nil)
+	cfg, err := in.networkConfig(2, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := mustDump(t, cfg)
+	if i0, i1 := strings.Index(out, "    bond0:"), strings.Index(out, "    bond1:"); i0 < 0 || i1 < i0 {
+		t.Errorf("bonds not sorted by name:\n%s", out)
+	}
+	v1, err := in.networkConfig(1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// v1 keeps the parents-first list order: bond1 is complete after eth1, bond0 after eth3.
+	out = mustDump(t, v1)
+	if i0, i1 := strings.Index(out, "id: bond0"), strings.Index(out, "id: bond1"); i1 > i0 {
+		t.Errorf("v1 not in parents-first order (bond1 before bond0):\n%s", out)
+	}
+}

@@ -75,6 +75,10 @@ func (m *Map) Keys() []string {
 	return ks
 }
 
+// InsertionKeys returns the keys in the order they were first set, whatever Ordered says
+// (Python dicts iterate in insertion order even when safe_dump sorts them).
+func (m *Map) InsertionKeys() []string { return slices.Clone(m.keys) }
+
 // Update copies every key of o into m (Python's dict.update).
 func (m *Map) Update(o *Map) *Map {
 	for _, k := range o.keys {
