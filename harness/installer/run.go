@@ -289,7 +289,7 @@ func (r *run) install(ctx context.Context, cfg map[string]any, top *reportStack)
 		st := newStack(r.reporter, r.now, top, "stage-"+name, desc, "INFO")
 		env["CURTIN_REPORTSTACK"] = st.fullname
 		st.enter(ctx)
-		r.emit(trace.LevelInfo, "stage "+name+": "+desc, map[string]any{"stage": name})
+		r.emitKind(trace.KindMachineStep, trace.LevelInfo, "curtin stage "+name+": "+desc, map[string]any{"step": "curtin/stage-" + name})
 		serr := r.runStage(ctx, name, mapOf(cfg[name+"_commands"]), env, st)
 		st.exit(ctx, serr != nil)
 		if serr != nil {
@@ -386,11 +386,17 @@ func eventString(e Event) string {
 	return fmt.Sprintf("%s: %s: %s", e.EventType, e.Name, e.Description)
 }
 
+// emit sends curtin's own messages (started, finished, failed) as console lines of the
+// machine: they are what curtin prints.
 func (r *run) emit(level, msg string, attrs map[string]any) {
+	r.emitKind(trace.KindConsoleLine, level, msg, attrs)
+}
+
+func (r *run) emitKind(kind, level, msg string, attrs map[string]any) {
 	if r.opts.Trace == nil {
 		return
 	}
-	r.opts.Trace.Emit(trace.Event{Source: trace.SourceInstaller, Kind: "installer.log", Level: level, Machine: r.opts.Machine, Message: msg, Attrs: attrs})
+	r.opts.Trace.Emit(trace.Event{Source: trace.SourceInstaller, Kind: kind, Level: level, Machine: r.opts.Machine, Message: msg, Attrs: attrs})
 }
 
 // workingDir is install.py's WorkingDir.

@@ -22,6 +22,7 @@ import (
 	"github.com/maasemu/maasemu/harness/installer"
 	"github.com/maasemu/maasemu/harness/installer/cloudinit"
 	"github.com/maasemu/maasemu/harness/installer/oauth"
+	"github.com/maasemu/maasemu/trace"
 )
 
 // Options configure one ephemeral boot.
@@ -45,6 +46,10 @@ type Options struct {
 	Reporter installer.Reporter
 	// Power performs power_state ("reboot", "poweroff", "halt"); nil does nothing.
 	Power func(ctx context.Context, mode string) error
+	// Trace receives the installer's and cloud-init's events (nil: dropped); Machine
+	// labels them.
+	Trace   trace.Sink
+	Machine string
 	// Logger for warnings (nil: discard).
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -131,7 +136,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		cloudinit.Merge(cfg, cl.CC)
 	}
 	res.Config = cfg
-	rep := installer.Reporters(cloudinit.Reporters(cfg, o.HTTPClient, o.Logger), o.Reporter)
+	rep := installer.Reporters(cloudinit.Reporters(cfg, o.HTTPClient, o.Logger), o.Reporter, installer.TraceReporter(o.Trace, o.Machine))
 
 	local := cloudinit.NewStack(rep, o.Now, nil, "init-local", "searching for local datasources")
 	local.Start(ctx)
@@ -216,7 +221,7 @@ func install(ctx context.Context, o Options, client *oauth.Client, ds cloudinit.
 		Configs: ic.Configs, Args: ic.Args, Backend: o.Backend, HTTPClient: o.HTTPClient,
 		Reporter: o.Reporter, Log: o.Console, WorkDir: o.WorkDir, HostRoot: o.HostRoot,
 		CurtinDir: o.CurtinDir, AgentPath: o.AgentPath, UEFI: o.UEFI, ProcCmdline: cmdline,
-		Logger: o.Logger, Now: o.Now,
+		Logger: o.Logger, Now: o.Now, Trace: o.Trace, Machine: o.Machine,
 	})
 }
 

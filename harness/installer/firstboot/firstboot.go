@@ -21,6 +21,7 @@ import (
 	"github.com/maasemu/maasemu/harness/installer"
 	"github.com/maasemu/maasemu/harness/installer/cloudinit"
 	"github.com/maasemu/maasemu/harness/installer/oauth"
+	"github.com/maasemu/maasemu/trace"
 )
 
 // Prefix starts every console line, so that nobody mistakes the probe for cloud-init.
@@ -81,6 +82,10 @@ type Options struct {
 	Reporter installer.Reporter
 	// Console receives the probe's markers.
 	Console io.Writer
+	// Trace receives cloud-init's events and the console markers (nil: dropped); Machine
+	// labels them.
+	Trace   trace.Sink
+	Machine string
 	Logger  *slog.Logger
 	Now     func() time.Time
 }
@@ -109,7 +114,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.HTTPClient == nil {
 		o.HTTPClient = http.DefaultClient
 	}
-	say := func(format string, args ...any) { fmt.Fprintf(o.Console, Prefix+format+"\n", args...) }
+	sink := trace.OrNop(o.Trace)
+	say := func(format string, args ...any) {
+		line := fmt.Sprintf(Prefix+format, args...)
+		fmt.Fprintln(o.Console, line)
+		sink.Emit(trace.Event{Source: trace.SourceConsole, Kind: trace.KindConsoleLine, Machine: o.Machine, Message: line})
+	}
 	say("first boot (maasemu probe standing in for cloud-init %s)", cloudinit.Version)
 	cfg, files, err := cloudinit.LoadConfig(o.Root)
 	res.ConfigFiles = files
@@ -118,7 +128,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	say("read %s", strings.Join(files, " "))
-	rep := installer.Reporters(cloudinit.Reporters(cfg, o.HTTPClient, o.Logger), o.Reporter)
+	rep := installer.Reporters(cloudinit.Reporters(cfg, o.HTTPClient, o.Logger), o.Reporter, installer.TraceReporter(o.Trace, o.Machine))
 
 	nc, err := ParseNetwork(cfg["network"])
 	if err != nil {
