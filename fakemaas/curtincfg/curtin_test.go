@@ -93,8 +93,10 @@ func TestCurtinMergedView(t *testing.T) {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
-			if keys[len(keys)-1] != "maas" && !slices.Contains(keys, "yum_proxy") {
-				t.Errorf("late_commands order %v: maas is not last", keys)
+			for i, k := range keys {
+				if k[0] >= '0' && k[0] <= '9' && i > slices.Index(keys, "maas") {
+					t.Errorf("late_commands order %v: %s runs after maas (netboot_off)", keys, k)
+				}
 			}
 			if in.Deployment.OSystem == OSCustom {
 				if keys[0] != "98-validate-custom-image-has-cloud-init" {
@@ -382,5 +384,77 @@ func TestInstallerSpec(t *testing.T) {
 	want := []string{"curtin", "install", "--config=configs/config-000.cfg"}
 	if !slices.Equal(cmd[:3], want) || cmd[len(cmd)-1] != c.Source || !strings.HasSuffix(cmd[len(cmd)-2], "config-007.cfg") {
 		t.Errorf("Command() = %v", cmd)
+	}
+}
+
+// TestMainTemplates covers the curtin_userdata* template each OS gets and
+// get_curtin_config's additions.
+func TestMainTemplates(t *testing.T) {
+	tests := []struct {
+		name    string
+		mod     func(in *Input)
+		check   func(t *testing.T, main map[string]any)
+		absent  []string
+		present []string
+	}{
+		{name: "centos: curtin_userdata_centos with the xfs wrapper for the release", mod: func(in *Input) {
+			in.Deployment = Deployment{OSystem: OSCentOS, Series: "centos70", Image: Image{Filetype: "tgz", FilenameOnDisk: "abcdef1"}}
+		}, present: []string{`if [ "centos70" = "centos70" ] && mkfs.xfs`, "yum_proxy"}, absent: []string{"driver_00"}},
+		{name: "s390x: chreipl of the boot disk", mod: func(in *Input) { in.Machine.Arch = "s390x" },
+			present: []string{"maas_00: chreipl node /dev/sda"}},
+		{name: "windows: license_key", mod: func(in *Input) {
+			in.Deployment = Deployment{OSystem: OSWindows, Series: "win2022", Image: Image{Filetype: "ddtgz", FilenameOnDisk: "abcdef1"}}
+		}, present: []string{"license_key: null"}, absent: []string{"early_commands", "validate-custom-image"}},
+		{name: "ubuntu: third-party drivers line", mod: func(in *Input) {
+			in.Deployment = Deployment{OSystem: OSUbuntu, Series: "jammy", Image: Image{Filetype: "squashfs"}}
+		}, present: []string{"driver_00:", "echo third party drivers not installed or necessary."}, absent: []string{"validate-custom-image"}},
+		{name: "precise keeps curtin's reboot", mod: func(in *Input) {
+			in.Deployment = Deployment{OSystem: OSUbuntu, Series: "precise", Image: Image{Filetype: "squashfs", FilenameOnDisk: "abcdef1"}}
+		}, present: []string{"power_state:\n  mode: reboot\n"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := baseInput()
+			tt.mod(in)
+			c, err := CurtinConfig(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, ok := c.Document("main")
+			if !ok {
+				t.Fatal("no main document")
+			}
+			for _, p := range tt.present {
+				if !strings.Contains(d.YAML, p) {
+					t.Errorf("main document lacks %q:\n%s", p, d.YAML)
+				}
+			}
+			for _, a := range tt.absent {
+				if strings.Contains(d.YAML, a) {
+					t.Errorf("main document has %q:\n%s", a, d.YAML)
+				}
+			}
+		})
+	}
+}
+
+func TestCloudConfigOwnerEmail(t *testing.T) {
+	in := baseInput()
+	in.Machine.OwnerEmail = "ops@example.com"
+	c, err := CurtinConfig(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := c.Document("cloudconfig")
+	var m map[string]map[string]map[string]string
+	if err := yaml.Unmarshal([]byte(d.YAML), &m); err != nil {
+		t.Fatal(err)
+	}
+	sso := m["cloudconfig"]["maas-ubuntu-sso"]
+	if sso["path"] != "/etc/cloud/cloud.cfg.d/90_maas_ubuntu_sso.cfg" || sso["content"] != "#cloud-config\nsnap:\n  email: ops@example.com\n" {
+		t.Errorf("maas-ubuntu-sso = %v", sso)
+	}
+	if _, ok := c.Document("nonexistent"); ok {
+		t.Error("Document found a document that does not exist")
 	}
 }
