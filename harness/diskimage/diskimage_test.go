@@ -426,3 +426,29 @@ func TestFATAndSwap(t *testing.T) {
 		t.Errorf("ReadFile on swap = %v, want not supported", err)
 	}
 }
+
+func TestReadlink(t *testing.T) {
+	need(t, "mkfs.ext4", "debugfs")
+	img := sparse(t, 16*mib)
+	src := mkTree(t)
+	long := strings.Repeat("d", 100) + "/target"
+	if err := os.Symlink(long, filepath.Join(src, "longlink")); err != nil {
+		t.Fatal(err)
+	}
+	if err := MakeExt4(context.Background(), img, 0, 16*mib, src, FSOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fss, err := Probe(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"/etc/link": "os-release", "/longlink": long} {
+		got, err := Readlink(img, fss[0], p)
+		if err != nil || got != want {
+			t.Errorf("Readlink(%s) = %q, %v; want %q", p, got, err, want)
+		}
+	}
+	if _, err := Readlink(img, fss[0], "/etc/os-release"); err == nil || !strings.Contains(err.Error(), "not a symbolic link") {
+		t.Errorf("Readlink of a file = %v", err)
+	}
+}

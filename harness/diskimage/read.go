@@ -422,3 +422,37 @@ func readFAT(img string, f FS, c, p string) ([]byte, error) {
 	}
 	return run(context.Background(), mtoolsEnv, "mcopy", "-n", "-i", fmt.Sprintf("%s@@%d", img, f.Offset), "::/"+real, "-")
 }
+
+// Readlink returns the target of the symbolic link p in the ext filesystem f of img.
+func Readlink(img string, f FS, p string) (string, error) {
+	c, err := cleanPath(img, p)
+	if err != nil {
+		return "", err
+	}
+	if !isExt(f.Type) {
+		return "", fmt.Errorf("diskimage: %s partition %d: %s filesystems have no symbolic links", img, f.Partition, f.Type)
+	}
+	out, err := run(context.Background(), nil, "debugfs", "-R", "stat /"+strings.TrimPrefix(c, "."), debugfsSpec(img, f))
+	if err != nil {
+		return "", err
+	}
+	s := string(out)
+	if !strings.Contains(s, "Type: symlink") {
+		if !strings.Contains(s, "Inode:") {
+			return "", fmt.Errorf("diskimage: %s partition %d: readlink %s: %w", img, f.Partition, p, fs.ErrNotExist)
+		}
+		return "", fmt.Errorf("diskimage: %s partition %d: readlink %s: not a symbolic link", img, f.Partition, p)
+	}
+	if i := strings.Index(s, "Fast link dest: \""); i >= 0 {
+		rest := s[i+len("Fast link dest: \""):]
+		if j := strings.LastIndex(rest[:strings.IndexByte(rest+"\n", '\n')], "\""); j >= 0 {
+			return rest[:j], nil
+		}
+	}
+	// a slow symlink keeps its target in a data block
+	b, err := run(context.Background(), nil, "debugfs", "-R", "cat /"+strings.TrimPrefix(c, "."), debugfsSpec(img, f))
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
