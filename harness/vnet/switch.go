@@ -621,3 +621,28 @@ func (l *linkState) stop() {
 		l.timer = nil
 	}
 }
+
+// TeeCapture returns a PacketWriter that writes every frame to each writer in turn: a
+// pcap file and a live analyser, say. Every writer is called; the errors are joined.
+func TeeCapture(ws ...PacketWriter) PacketWriter { return teeCapture(ws) }
+
+type teeCapture []PacketWriter
+
+func (t teeCapture) WritePacket(ts time.Time, frame []byte) error {
+	var errs []error
+	for _, w := range t {
+		if w == nil {
+			continue
+		}
+		if err := w.WritePacket(ts, frame); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CaptureFunc adapts a function to a PacketWriter.
+type CaptureFunc func(t time.Time, frame []byte) error
+
+// WritePacket calls f.
+func (f CaptureFunc) WritePacket(t time.Time, frame []byte) error { return f(t, frame) }
