@@ -47,7 +47,9 @@ func (f *fakeDaemon) dial(ctx context.Context, uri string) (API, error) {
 	return c, nil
 }
 
-func (f *fakeDaemon) dialPass(ctx context.Context, uri, _ string) (API, error) { return f.dial(ctx, uri) }
+func (f *fakeDaemon) dialPass(ctx context.Context, uri, _ string) (API, error) {
+	return f.dial(ctx, uri)
+}
 
 func (f *fakeDaemon) openConns() int {
 	f.mu.Lock()
