@@ -52,11 +52,16 @@ type Ephemeral struct {
 // Ephemeral builds the test ephemeral, or returns the cached one when no input changed
 // (package versions, kernel, agent binary, init scripts, recipe).
 func (b *Builder) Ephemeral(ctx context.Context) (*Ephemeral, error) {
+	unlock, err := b.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	agent, err := b.agentBytes()
 	if err != nil {
 		return nil, err
 	}
-	k, err := b.Kernel(ctx)
+	k, err := b.getKernel(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -17,10 +17,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/maasemu/maasemu/harness/images/debs"
 	"github.com/maasemu/maasemu/harness/images/initramfs"
-	"github.com/maasemu/maasemu/trace"
 )
 
 // Files installed into the images.
@@ -43,10 +45,10 @@ type Builder struct {
 	// /usr/bin/maasemu-agent) and the test images (as cloud-init and netplan).
 	Agent string
 	Log   *slog.Logger
-	Sink  trace.Sink
 
 	debFetcher *debs.Fetcher
 	kernel     *Kernel
+	mu         sync.Mutex // serialises builds in this process; lock() across processes
 }
 
 // DefaultCache is $MAASEMU_CACHE, else ~/.cache/maasemu.
@@ -74,7 +76,43 @@ func (b *Builder) log() *slog.Logger {
 	return b.Log
 }
 
-func (b *Builder) sink() trace.Sink { return trace.OrNop(b.Sink) }
+// lock takes the cache's build lock (flock on Cache/.lock), so that concurrent builders
+// (parallel test binaries, two CLI runs) never write the same cache entry at once.
+func (b *Builder) lock(ctx context.Context) (func(), error) {
+	b.mu.Lock()
+	if err := os.MkdirAll(b.cacheDir(), 0o755); err != nil {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(b.cacheDir(), ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if err != syscall.EWOULDBLOCK {
+			f.Close()
+			b.mu.Unlock()
+			return nil, fmt.Errorf("images: locking %s: %w", f.Name(), err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			b.mu.Unlock()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+		b.mu.Unlock()
+	}, nil
+}
 
 func (b *Builder) fetcher() *debs.Fetcher {
 	if b.debFetcher == nil {
@@ -85,6 +123,15 @@ func (b *Builder) fetcher() *debs.Fetcher {
 
 // Kernel returns the Debian kernel the images boot (fetched once).
 func (b *Builder) Kernel(ctx context.Context) (*Kernel, error) {
+	unlock, err := b.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return b.getKernel(ctx)
+}
+
+func (b *Builder) getKernel(ctx context.Context) (*Kernel, error) {
 	if b.kernel != nil {
 		return b.kernel, nil
 	}

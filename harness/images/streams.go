@@ -68,6 +68,11 @@ type Streams struct {
 // streams/v1/index.json, the two products files, and the files (hard-linked from the
 // cache when possible) with their sha256 and size.
 func (b *Builder) PublishEphemeral(ctx context.Context, e *Ephemeral, out string) (*Streams, error) {
+	unlock, err := b.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	updated := time.Now().UTC().Format(time.RFC1123Z)
 	files := map[string]string{"boot-kernel": e.Kernel, "boot-initrd": e.Initrd, "squashfs": e.Squashfs, "manifest": e.Manifest}
 	s := &Streams{Dir: out}

@@ -88,11 +88,16 @@ type variant struct {
 // TestImages builds (or reuses from the cache) every test image and publishes them with
 // manifest.json into out.
 func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, error) {
+	unlock, err := b.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	agent, err := b.agentBytes()
 	if err != nil {
 		return nil, err
 	}
-	k, err := b.Kernel(ctx)
+	k, err := b.getKernel(ctx)
 	if err != nil {
 		return nil, err
 	}
