@@ -54,6 +54,7 @@ func (t *consoleTail) run() {
 		f       *os.File
 		off     int64
 		pending []byte
+		seen    []byte // the last bytes read, to notice the file rewritten in place
 		lastNew time.Time
 		buf     = make([]byte, 64<<10)
 	)
@@ -67,6 +68,10 @@ func (t *consoleTail) run() {
 			n, err := f.ReadAt(buf, off)
 			if n > 0 {
 				off += int64(n)
+				seen = append(seen, buf[:n]...)
+				if len(seen) > 64 {
+					seen = seen[len(seen)-64:]
+				}
 				pending = append(pending, buf[:n]...)
 				lastNew = time.Now()
 				pending = t.emitLines(pending)
@@ -82,7 +87,10 @@ func (t *consoleTail) run() {
 			if err != nil {
 				return
 			}
-			f, off = nf, 0
+			f, off, seen = nf, 0, nil
+		}
+		if len(seen) > 0 && !t.unchanged(f, off, seen) {
+			off, seen = 0, nil // truncated and rewritten since the last read
 		}
 		readAll()
 		// Rotated (a different file at the path now) or truncated?
@@ -95,13 +103,13 @@ func (t *consoleTail) run() {
 			f.Close()
 			f = nil
 			if nf, err := os.Open(t.path); err == nil {
-				f, off = nf, 0
+				f, off, seen = nf, 0, nil
 				readAll()
 			}
 			return
 		}
 		if cur.Size() < off {
-			off = 0
+			off, seen = 0, nil
 			readAll()
 		}
 	}
@@ -125,6 +133,13 @@ func (t *consoleTail) run() {
 	}
 }
 
+// unchanged reports whether the file still holds seen just before off.
+func (t *consoleTail) unchanged(f *os.File, off int64, seen []byte) bool {
+	b := make([]byte, len(seen))
+	n, _ := f.ReadAt(b, off-int64(len(seen)))
+	return n == len(seen) && bytes.Equal(b, seen)
+}
+
 // emitLines emits every complete line in b and returns the rest.
 func (t *consoleTail) emitLines(b []byte) []byte {
 	for {
@@ -137,7 +152,12 @@ func (t *consoleTail) emitLines(b []byte) []byte {
 			}
 			return b
 		}
-		t.emitLine(b[:i])
+		line := b[:i]
+		for len(line) > maxConsoleLine {
+			t.emitLine(line[:maxConsoleLine])
+			line = line[maxConsoleLine:]
+		}
+		t.emitLine(line)
 		b = b[i+1:]
 	}
 }

@@ -46,7 +46,7 @@ func newFakeEnv(t *testing.T, ctx context.Context, mod func(*Options)) *fakeEnv 
 	e := &fakeEnv{daemon: newFakeDaemon(), rec: trace.NewRecorder(nil), work: t.TempDir()}
 	opts := Options{
 		Lab: "unit", WorkDir: e.work, Accel: AccelTCG, UEFI: fakeFirmware(t),
-		Sink: e.rec, Dial: e.daemon.dial, CacheDir: t.TempDir(), ConsolePoll: 5 * time.Millisecond,
+		Sink: e.rec, Dial: e.daemon.dial, CacheDir: t.TempDir(), ConsolePoll: 5 * time.Millisecond, Logger: quietLog,
 	}
 	if mod != nil {
 		mod(&opts)
@@ -516,7 +516,7 @@ func TestSweep(t *testing.T) {
 	}
 	// A crashed run of the same lab: a driver that is never closed.
 	other := t.TempDir()
-	crashed, err := New(t.Context(), Options{Lab: "unit", WorkDir: e.work, Accel: AccelTCG, Dial: e.daemon.dial, UEFI: e.d.opts.UEFI})
+	crashed, err := New(t.Context(), Options{Lab: "unit", WorkDir: e.work, Accel: AccelTCG, Dial: e.daemon.dial, UEFI: e.d.opts.UEFI, Logger: quietLog})
 	if err != nil {
 		t.Fatal(err)
 	}
