@@ -51,6 +51,9 @@ type Config struct {
 	BootloaderHost bootloader.Host
 	// TFTPMaxBlockSize caps the negotiated TFTP blksize; 0 is 1468.
 	TFTPMaxBlockSize int
+	// TFTPMultiPort answers each TFTP transfer from its own UDP socket (host sockets only;
+	// see tftpboot.Config.MultiPort). The default is single-port mode.
+	TFTPMultiPort bool
 	// GRUBDebug adds set debug="all" to GRUB configs.
 	GRUBDebug bool
 
@@ -118,7 +121,8 @@ func New(cfg Config) (*Rack, error) {
 		r.dhcp6 = s
 	}
 	r.tftp = tftpboot.New(tftpboot.Config{
-		Tree: r.tree, LocalIP: cfg.RackIP, MaxBlockSize: cfg.TFTPMaxBlockSize, Sink: cfg.Sink, Logger: cfg.Logger,
+		Tree: r.tree, LocalIP: cfg.RackIP, MaxBlockSize: cfg.TFTPMaxBlockSize, MultiPort: cfg.TFTPMultiPort,
+		Sink: cfg.Sink, Logger: cfg.Logger,
 	})
 	r.http = httpboot.New(httpboot.Config{
 		Tree: r.tree, Region: cfg.RegionHandler, LocalIP: cfg.RackIP, Sink: cfg.Sink, Logger: cfg.Logger,

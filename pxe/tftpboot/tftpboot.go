@@ -4,6 +4,7 @@
 package tftpboot
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,9 +43,14 @@ type Config struct {
 	// MaxBlockSize caps the negotiated blksize (512..65464); 0 means DefaultMaxBlockSize.
 	MaxBlockSize int
 	Timeout      time.Duration // per-packet retransmit timeout; 0 means 1 s (MAAS's tx-tftp retransmits after 1 s)
-	Retries      int           // 0 means 5
-	Sink         trace.Sink
-	Logger       *slog.Logger
+	// MultiPort answers each transfer from its own new UDP socket (pin/tftp's normal mode,
+	// what tftpd-hpa does) instead of single-port mode. Only for host sockets: the server
+	// then opens sockets itself, which a gVisor stack cannot give it. Single-port mode hands
+	// every ACK between goroutines; multi-port mode does not and is faster on a busy host.
+	MultiPort bool
+	Retries   int // 0 means 5
+	Sink      trace.Sink
+	Logger    *slog.Logger
 }
 
 // Server serves TFTP read requests. One Server may serve several connections.
@@ -83,7 +90,14 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		sess.local = ap.Addr().Unmap()
 	}
 	srv := tftp.NewServer(sess.read, sess.write)
-	srv.EnableSinglePort()
+	if s.cfg.MultiPort {
+		if _, ok := conn.(*net.UDPConn); !ok {
+			conn.Close()
+			return fmt.Errorf("tftp serve on %s: multi-port mode needs a host UDP socket (*net.UDPConn), got %T", conn.LocalAddr(), conn)
+		}
+	} else {
+		srv.EnableSinglePort()
+	}
 	// Block sizes: honour what the client asks up to the cap. pin/tftp's MTU-based
 	// negotiation would clamp every non-*net.UDPConn (a gVisor conn) to 512 bytes.
 	srv.SetBlockSizeNegotiation(false)
@@ -98,8 +112,17 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	})
 	srv.SetHook(sess)
 
+	// pin/tftp reads a *net.UDPConn with control messages and looks the interface up
+	// (net.InterfaceByIndex, a netlink dump) for every packet, which costs more than the
+	// transfer itself. A connection bound to one address needs neither: hide the
+	// *net.UDPConn. An unspecified-address socket keeps them, to answer from the address
+	// each request arrived on.
+	served := conn
+	if sess.local.IsValid() && !s.cfg.MultiPort {
+		served = plainConn{conn}
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(conn) }()
+	go func() { done <- srv.Serve(served) }()
 	select {
 	case err := <-done:
 		conn.Close()
@@ -108,6 +131,12 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		}
 		return nil
 	case <-ctx.Done():
+	}
+	if s.cfg.MultiPort {
+		// Shutdown closes conn and waits for the transfers, which abort at their next read.
+		srv.Shutdown()
+		<-done
+		return nil
 	}
 	// Shutdown stops accepting requests; transfers see ctx done in their reader and abort.
 	// The single-port loop notices only when a read returns, so keep waking it. A transfer
@@ -198,7 +227,8 @@ func (ss *session) read(filename string, rf io.ReaderFrom) error {
 	if ot != nil && f.Size > 0 {
 		ot.SetSize(f.Size) // tsize (RFC 2349), when the client asked
 	}
-	_, err = rf.ReadFrom(&ctxReader{ctx: ss.ctx, r: f, n: &t.bytes})
+	// Read the file in large chunks, not one block per system call.
+	_, err = rf.ReadFrom(&ctxReader{ctx: ss.ctx, r: bufio.NewReaderSize(f, 64<<10), n: &t.bytes})
 	if err != nil {
 		return &handledError{err} // the hook reported it
 	}
@@ -342,6 +372,19 @@ func macOf(name string) string {
 		return m.MAC
 	}
 	return ""
+}
+
+// plainConn hides the concrete connection type from pin/tftp, and yields before each read.
+//
+// In single-port mode pin/tftp's read loop hands every ACK to the transfer's goroutine
+// over a channel and goes straight back to reading. Yielding first lets that goroutine
+// send the next block on this P before the loop's receive system call, instead of an idle
+// P being woken to steal it: on a 2-core machine that is ~50% more throughput.
+type plainConn struct{ net.PacketConn }
+
+func (c plainConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	runtime.Gosched()
+	return c.PacketConn.ReadFrom(b)
 }
 
 // ctxReader counts bytes and stops the transfer when the server shuts down.

@@ -35,6 +35,10 @@ type fixture struct {
 type wrappedConn struct{ net.PacketConn }
 
 func start(t *testing.T, wrap bool) *fixture {
+	return startMode(t, wrap, false)
+}
+
+func startMode(t *testing.T, wrap, multiPort bool) *fixture {
 	t.Helper()
 	region := pxetest.NewRegion()
 	big := make([]byte, 3<<20+123)
@@ -58,7 +62,7 @@ func start(t *testing.T, wrap bool) *fixture {
 	if wrap {
 		pc = wrappedConn{conn}
 	}
-	srv := New(Config{Tree: tree, LocalIP: netip.MustParseAddr("127.0.0.1"), Sink: rec, Timeout: time.Second, Retries: 2})
+	srv := New(Config{Tree: tree, LocalIP: netip.MustParseAddr("127.0.0.1"), Sink: rec, Timeout: time.Second, Retries: 2, MultiPort: multiPort})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, pc) }()
@@ -120,9 +124,9 @@ func (f *fixture) want(t *testing.T, name string) []byte {
 var files = []string{"pxelinux.cfg/01-52-54-00-12-34-56", "grub/grub.cfg-52:54:00:12:34:56", "grub/grub.cfg", "lpxelinux.0", "ldlinux.c32", "bootx64.efi"}
 
 func TestGoClient(t *testing.T) {
-	for _, wrap := range []bool{false, true} {
-		t.Run(fmt.Sprintf("wrapped=%v", wrap), func(t *testing.T) {
-			f := start(t, wrap)
+	for _, mode := range []struct{ wrap, multi bool }{{false, false}, {true, false}, {false, true}} {
+		t.Run(fmt.Sprintf("wrapped=%v,multiport=%v", mode.wrap, mode.multi), func(t *testing.T) {
+			f := startMode(t, mode.wrap, mode.multi)
 			for _, blk := range []int{0, 1468, 8192} {
 				for _, name := range files {
 					got, size, err := goGet(t, f.addr, name, blk)
@@ -344,6 +348,14 @@ func TestBadRequests(t *testing.T) {
 				t.Fatalf("good request after %s: %q, %v", c.name, got, err)
 			}
 		})
+	}
+}
+
+func TestMultiPortNeedsHostSocket(t *testing.T) {
+	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
+	err := New(Config{MultiPort: true}).Serve(context.Background(), wrappedConn{conn})
+	if err == nil || !strings.Contains(err.Error(), "multi-port mode needs a host UDP socket") {
+		t.Errorf("err = %v", err)
 	}
 }
 
