@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maasemu/maasemu/fakemaas/simplestreams"
 	"github.com/maasemu/maasemu/harness/images/qemuboot"
+	"github.com/maasemu/maasemu/trace"
 )
 
 func TestEphemeralContents(t *testing.T) {
@@ -195,7 +197,8 @@ func TestEphemeralBoots(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	var lines []string
-	res, err := qemuboot.Run(ctx, qemuboot.Config{Kernel: e.Kernel, Initrd: e.Initrd, Append: ephemeralCmdline(port), MemoryMiB: 1536, NetUser: true, MAC: testMAC},
+	rec := trace.NewRecorder(nil)
+	res, err := qemuboot.Run(ctx, qemuboot.Config{Kernel: e.Kernel, Initrd: e.Initrd, Append: ephemeralCmdline(port), MemoryMiB: 1536, NetUser: true, MAC: testMAC, Sink: rec, Machine: "eph"},
 		func(l string) bool {
 			if strings.Contains(l, "maasemu-") {
 				lines = append(lines, l)
@@ -227,5 +230,48 @@ func TestEphemeralBoots(t *testing.T) {
 			t.Errorf("console lacks %q; markers seen:\n%s", want, strings.Join(lines, "\n"))
 		}
 	}
+	n := 0
+	for _, ev := range rec.Events() {
+		if ev.Kind == trace.KindConsoleLine && ev.Source == trace.SourceConsole && ev.Machine == "eph" {
+			n++
+		}
+	}
+	if n == 0 || n != len(res.Lines) {
+		t.Errorf("%d console.line events for %d console lines", n, len(res.Lines))
+	}
 	t.Logf("ephemeral: kernel start to agent exec in %v (TCG)", res.Duration)
+}
+
+// TestPublishedStreamsReadByRegion reads the published tree with the region's SimpleStreams
+// reader (what `maasemu images import --source DIR` uses).
+func TestPublishedStreamsReadByRegion(t *testing.T) {
+	e := testEphemeral(t)
+	out := filepath.Join(t.TempDir(), "stable")
+	if _, err := testBuilder(t).PublishEphemeral(context.Background(), e, out); err != nil {
+		t.Fatal(err)
+	}
+	src, err := simplestreams.NewSource(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, _, err := src.Walk(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range found {
+		got = append(got, f.Name)
+		if f.Kind == simplestreams.KindImage {
+			for _, ft := range []string{"boot-kernel", "boot-initrd", "squashfs", "manifest"} {
+				if _, ok := f.Items[ft]; !ok {
+					t.Errorf("%s: the region sees no %s item", f.Name, ft)
+				}
+			}
+		}
+	}
+	want := []string{"com.ubuntu.maas.stable:1:grub-efi-signed:uefi:amd64", "com.ubuntu.maas.stable:1:pxelinux:pxe:i386",
+		"com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04", "com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the region's reader found %v, want %v", got, want)
+	}
 }

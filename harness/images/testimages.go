@@ -40,6 +40,12 @@ const (
 // `bash -c`) and busybox for everything else.
 var TestImagePackages = []string{"bash", "busybox-static"}
 
+// BuiltinHooksPackages add GRUB to the one test image without curtin hooks, so that
+// curtin's builtin curthooks can run install-grub in-target. Only that image carries GRUB:
+// the others install the bootloader from the ephemeral through their curtin-hooks, which
+// keeps them small.
+var BuiltinHooksPackages = []string{"grub-pc-bin", "grub-efi-amd64-bin", "grub-common", "grub2-common"}
+
 const testImagesRecipe = "testimages-v1"
 
 // TestImage is one entry of the test-image manifest.
@@ -83,6 +89,7 @@ type variant struct {
 	fstab                            string // replaces /etc/fstab
 	extra                            map[string]string
 	noHookExec                       bool
+	grub                             bool // GRUB packages in the image (for builtin curthooks)
 }
 
 // TestImages builds (or reuses from the cache) every test image and publishes them with
@@ -105,7 +112,11 @@ func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, er
 	if err != nil {
 		return nil, err
 	}
-	key := hashOf(testImagesRecipe, debs.Key(pkgs), k.Package.String(), agent, initramfsInit, udhcpcScript, imageInit, curtinHooks, curtinHooksPython, strings.Join(initrdModules, ","))
+	grubBase, grubPkgs, err := b.stageRoot(ctx, append(append([]string(nil), TestImagePackages...), BuiltinHooksPackages...))
+	if err != nil {
+		return nil, err
+	}
+	key := hashOf(testImagesRecipe, debs.Key(pkgs), debs.Key(grubPkgs), k.Package.String(), agent, initramfsInit, udhcpcScript, imageInit, curtinHooks, curtinHooksPython, strings.Join(initrdModules, ","))
 	dir := filepath.Join(b.cacheDir(), "testimages", key[:16])
 	m := &TestManifest{}
 	if data, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err == nil && json.Unmarshal(data, m) == nil && m.Key == key {
@@ -131,7 +142,11 @@ func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, er
 	}
 	mkTree := func(name string, v variant) (string, error) {
 		tree := filepath.Join(work, "tree-"+name)
-		if err := cloneTree(ctx, base, tree); err != nil {
+		from := base
+		if v.grub {
+			from = grubBase
+		}
+		if err := cloneTree(ctx, from, tree); err != nil {
 			return "", err
 		}
 		return tree, b.populateTree(tree, k, initrd, agent, applets, v)
@@ -212,6 +227,9 @@ func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, er
 		{TestImage{Name: "hooks-not-executable", Filetype: "tgz", Expected: ExpectFailed, Lint: []string{"hooks-not-executable"},
 			Diagnosis:  "curtin-hooks",
 			Reproduces: "curtin/curtin-hooks without the execute bit: curtin cannot run it"}, variant{noHookExec: true}, false},
+		{TestImage{Name: "builtin-hooks", Filetype: "tgz", Expected: ExpectDeployed, Lint: []string{"hooks-missing"},
+			Reproduces: "a tgz without curtin/curtin-hooks (like packer-maas's CentOS/RHEL images): curtin's builtin curthooks install GRUB in-target from the image's own grub packages"},
+			variant{hooks: "none", grub: true}, false},
 		{TestImage{Name: "dd-no-curtin", Filetype: "ddxz", Expected: ExpectFailed, Lint: []string{"no-curtin-partition"},
 			Diagnosis:  "Did not find any filesystem on",
 			Reproduces: "a dd image with no partition holding curtin/: block-meta cannot pick the root"}, variant{hooks: "none"}, true},

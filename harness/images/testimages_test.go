@@ -64,7 +64,7 @@ func TestTestImageManifest(t *testing.T) {
 			t.Errorf("%s: a broken image needs an expected diagnosis", im.Name)
 		}
 	}
-	want := []string{"dd-no-curtin", "efi-rocky-only", "fstab-foreign", "good-ddbz2", "good-ddgz", "good-ddraw", "good-ddtar",
+	want := []string{"builtin-hooks", "dd-no-curtin", "efi-rocky-only", "fstab-foreign", "good-ddbz2", "good-ddgz", "good-ddraw", "good-ddtar",
 		"good-ddtbz", "good-ddtgz", "good-ddtxz", "good-ddxz", "good-tbz", "good-tgz", "good-txz", "hook-imports-curtin",
 		"hooks-exit-1", "hooks-not-executable", "lying-filetype", "network-disabled", "no-cloud-init", "no-kernel", "no-netplan", "truncated-tgz"}
 	if diff := cmp.Diff(want, names); diff != "" {
@@ -117,6 +117,12 @@ func TestTestImageTarballs(t *testing.T) {
 			}
 			if got := has("usr/sbin/netplan"); got == (im.Name == "no-netplan") {
 				t.Errorf("netplan present = %v", got)
+			}
+			if got := has("usr/lib/grub/i386-pc/boot.img") && has("usr/lib/grub/x86_64-efi/linux.mod") && has("usr/sbin/grub-install"); got != (im.Name == "builtin-hooks") {
+				t.Errorf("GRUB in the image = %v", got)
+			}
+			if got := has("curtin/curtin-hooks"); got == (im.Name == "builtin-hooks") {
+				t.Errorf("curtin/curtin-hooks present = %v", got)
 			}
 			mode := mem["curtin/curtin-hooks"]
 			if (im.Name == "hooks-not-executable") != (mode != "" && !strings.Contains(mode, "x")) {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/maasemu/maasemu/trace"
 )
 
 // OVMF firmware files from Debian's ovmf package.
@@ -37,6 +39,10 @@ type Config struct {
 	Extra        []string
 	// WorkDir holds the OVMF variable store copy; default a temporary directory.
 	WorkDir string
+	// Sink receives every console line as a console.line event (nil: none).
+	Sink trace.Sink
+	// Machine names the machine in those events.
+	Machine string
 }
 
 // Result is what a boot printed and how long it took.
@@ -145,6 +151,7 @@ func Run(ctx context.Context, c Config, stop func(line string) bool) (Result, er
 		return res, fmt.Errorf("qemuboot: start: %w", err)
 	}
 	var mu sync.Mutex
+	sink := trace.OrNop(c.Sink)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -152,6 +159,7 @@ func Run(ctx context.Context, c Config, stop func(line string) bool) (Result, er
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := CleanLine(sc.Text())
+			sink.Emit(trace.Event{Source: trace.SourceConsole, Kind: trace.KindConsoleLine, Machine: c.Machine, Message: line})
 			mu.Lock()
 			res.Lines = append(res.Lines, line)
 			mu.Unlock()
