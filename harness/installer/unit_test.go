@@ -416,3 +416,35 @@ func TestWriteFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelKillsCommands: cancelling an install ends the running command and whatever it
+// started, and Run returns.
+func TestCancelKillsCommands(t *testing.T) {
+	tmp := t.TempDir()
+	pidfile := filepath.Join(tmp, "pid")
+	cfg := "stages: [early]\ninstall: {log_file: /tmp/install.log}\nearly_commands:\n  a: [sh, -c, 'sleep 300 & echo $! > " + pidfile + "; wait']\n"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{Configs: []string{cfg}, Backend: nopBackend{}, WorkDir: filepath.Join(tmp, "w"), HostRoot: filepath.Join(tmp, "h")})
+		done <- err
+	}()
+	for {
+		if b, err := os.ReadFile(pidfile); err == nil && len(b) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("a cancelled install succeeded")
+	}
+	b, _ := os.ReadFile(pidfile)
+	pid := strings.TrimSpace(string(b))
+	if _, err := os.Stat("/proc/" + pid); err == nil {
+		st, _ := os.ReadFile("/proc/" + pid + "/stat")
+		if !strings.Contains(string(st), ") Z ") {
+			t.Errorf("the command's child %s outlived the cancelled install", pid)
+		}
+	}
+}
