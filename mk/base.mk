@@ -4,3 +4,4 @@ DEPS_PKGS += qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients ov
 	curl tftp-hpa tshark cloud-init squashfs-tools e2fsprogs dosfstools xfsprogs gdisk lvm2 \
 	mtools cpio xz-utils bzip2 busybox-static iproute2 git
 DEPS_PKGS += libxml2-utils
+DEPS_PKGS += wget

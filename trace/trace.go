@@ -125,16 +125,32 @@ func (r *Recorder) Events() []Event {
 }
 
 // Subscribe returns a channel of events emitted from now on and a function that ends the
-// subscription and closes the channel.
+// subscription and closes the channel. A subscriber that falls more than buffer events
+// behind loses events rather than stalling the emitters.
 func (r *Recorder) Subscribe(buffer int) (<-chan Event, func()) {
+	_, ch, stop := r.subscribe(buffer, false)
+	return ch, stop
+}
+
+// SubscribeWithHistory is Subscribe that also returns every event recorded before the
+// subscription began, with none lost or repeated between the two.
+func (r *Recorder) SubscribeWithHistory(buffer int) ([]Event, <-chan Event, func()) {
+	return r.subscribe(buffer, true)
+}
+
+func (r *Recorder) subscribe(buffer int, history bool) ([]Event, <-chan Event, func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var hist []Event
+	if history {
+		hist = append([]Event(nil), r.events...)
+	}
 	id := r.nextID
 	r.nextID++
 	ch := make(chan Event, buffer)
 	r.subs[id] = ch
 	var once sync.Once
-	return ch, func() {
+	return hist, ch, func() {
 		once.Do(func() {
 			r.mu.Lock()
 			delete(r.subs, id)
