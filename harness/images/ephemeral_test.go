@@ -180,10 +180,16 @@ const testMAC = "52:54:00:12:34:56"
 // ephemeralCmdline is the command line MAAS composes for an ephemeral boot (kernel_opts.py),
 // with the squashfs on the test's HTTP server and pxelinux's BOOTIF appended.
 func ephemeralCmdline(port int) string {
+	return ephemeralCmdlineBOOTIF(port, "01-"+strings.ReplaceAll(testMAC, ":", "-"))
+}
+
+// ephemeralCmdlineBOOTIF is ephemeralCmdline with a given BOOTIF value: pxelinux's
+// IPAPPEND 2 gives 01-aa-bb-..., MAAS's GRUB template 01-${net_default_mac} (colons).
+func ephemeralCmdlineBOOTIF(port int, bootif string) string {
 	return fmt.Sprintf("nomodeset root=squash:http://10.0.2.2:%d/squashfs ip=::::maasemu-eph:BOOTIF:dhcp ip6=off "+
 		"cc:{'datasource_list': ['MAAS']}end_cc cloud-config-url=http://10.0.2.2:%d/MAAS/metadata/latest/by-id/abc123/?op=get_preseed "+
-		"ro overlayroot=tmpfs overlayroot_cfgdisk=disabled log_host=10.0.2.2 log_port=5247 console=tty0 console=ttyS0,115200 BOOTIF=01-%s",
-		port, port, strings.ReplaceAll(testMAC, ":", "-"))
+		"ro overlayroot=tmpfs overlayroot_cfgdisk=disabled log_host=10.0.2.2 log_port=5247 console=tty0 console=ttyS0,115200 BOOTIF=%s",
+		port, port, bootif)
 }
 
 // TestEphemeralBoots boots the ephemeral kernel+initrd in QEMU (TCG) with user networking
@@ -194,11 +200,20 @@ func TestEphemeralBoots(t *testing.T) {
 	}
 	e := testEphemeral(t)
 	port := serveFile(t, e.Squashfs, "squashfs")
+	for name, bootif := range map[string]string{
+		"pxelinux": "01-" + strings.ReplaceAll(testMAC, ":", "-"),
+		"grub":     "01-" + strings.ToUpper(testMAC),
+	} {
+		t.Run(name, func(t *testing.T) { bootEphemeral(t, e, ephemeralCmdlineBOOTIF(port, bootif)) })
+	}
+}
+
+func bootEphemeral(t *testing.T, e *Ephemeral, cmdline string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	var lines []string
 	rec := trace.NewRecorder(nil)
-	res, err := qemuboot.Run(ctx, qemuboot.Config{Kernel: e.Kernel, Initrd: e.Initrd, Append: ephemeralCmdline(port), MemoryMiB: 1536, NetUser: true, MAC: testMAC, Sink: rec, Machine: "eph"},
+	res, err := qemuboot.Run(ctx, qemuboot.Config{Kernel: e.Kernel, Initrd: e.Initrd, Append: cmdline, MemoryMiB: 1536, NetUser: true, MAC: testMAC, Sink: rec, Machine: "eph"},
 		func(l string) bool {
 			if strings.Contains(l, "maasemu-") {
 				lines = append(lines, l)
