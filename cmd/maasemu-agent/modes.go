@@ -155,17 +155,19 @@ func ephemeralMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if !*noPower {
 		o.Power = power
 	}
-	_, err := ephemeral.Run(ctx, o)
+	res, err := ephemeral.Run(ctx, o)
+	code := 0
 	if err != nil {
 		fmt.Fprintf(console, "maasemu-agent: %v\n", err)
-		code := exitFor(err, stderr)
-		if o.Power != nil && os.Getpid() == 1 {
-			// As PID 1 there is nobody to return to: power off so the harness sees the end.
-			_ = power(ctx, "poweroff")
-		}
-		return code
+		code = exitFor(err, stderr)
 	}
-	return 0
+	if o.Power != nil && os.Getpid() == 1 && (err != nil || res.PowerMode == "") {
+		// As PID 1 there is nobody to return to (the kernel would panic): power off so
+		// the harness sees the end.
+		fmt.Fprintln(console, "maasemu-agent: powering off")
+		_ = power(ctx, "poweroff")
+	}
+	return code
 }
 
 // power performs power_state's action.

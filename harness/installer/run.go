@@ -57,6 +57,9 @@ type Options struct {
 	// commands and hooks; empty means this executable when it is the agent, else a shell
 	// shim implementing in-target.
 	AgentPath string
+	// Env adds variables to every stage command's environment (e.g. http_proxy for a
+	// simulated machine whose region is reachable only through its virtual NIC).
+	Env map[string]string
 	// ProcCmdline is the kernel command line (for grub's carried-over parameters); empty
 	// reads /proc/cmdline.
 	ProcCmdline string
@@ -496,6 +499,9 @@ func (r *run) baseEnv(cfg map[string]any) map[string]string {
 		} else {
 			env["PYTHONPATH"] = cd
 		}
+	}
+	for k, v := range r.opts.Env {
+		env[k] = v
 	}
 	if px := mapOf(cfg["proxy"]); px != nil {
 		for _, k := range []string{"http_proxy", "https_proxy", "no_proxy"} {
