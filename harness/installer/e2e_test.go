@@ -121,6 +121,7 @@ network:
 late_commands:
   maas: [sh, -c, 'echo netboot_off']
   90_mark: [curtin, in-target, --, sh, -c, 'echo late > /root/late-mark']
+  91_shell: "curtin in-target -- sh -c 'echo shim > /root/shim-mark'"
 cloudconfig:
   maas-datasource:
     path: /etc/cloud/cloud.cfg.d/90_maas_datasource.cfg
@@ -239,7 +240,9 @@ func TestImageInstallTarball(t *testing.T) {
 	needRoot(t)
 	e := newEnv(t, 256*mib)
 	root := filepath.Join(e.tmp, "root")
-	if err := fixture.Root(root, fixture.RootOptions{CloudInit: "v2", GrubPC: true}); err != nil {
+	if err := fixture.Root(root, fixture.RootOptions{CloudInit: "v2", GrubPC: true, Exec: map[string]string{
+		"usr/bin/debconf-set-selections": "#!/bin/sh\nmkdir -p /var/cache\ncat >> /var/cache/debconf-selections\n",
+	}}); err != nil {
 		t.Fatal(err)
 	}
 	tb, err := fixture.Tar(root)
@@ -308,6 +311,14 @@ func TestImageInstallTarball(t *testing.T) {
 	}
 	if got := readFile(t, e.disk, rf, "/root/late-mark"); got != "late\n" {
 		t.Errorf("late command mark = %q", got)
+	}
+	if got := readFile(t, e.disk, rf, "/root/shim-mark"); got != "shim\n" {
+		t.Errorf("shell late command through curtin on PATH: mark = %q", got)
+	}
+	// debconf_selections went through the target's debconf-set-selections, then
+	// install-grub's grub-pc/install_devices.
+	if got := readFile(t, e.disk, rf, "/var/cache/debconf-selections"); got != "grub2   grub2/update_nvram  boolean false\ngrub-pc grub-pc/install_devices multiselect /dev/vda\n" {
+		t.Errorf("debconf selections = %q", got)
 	}
 	if got := readFile(t, e.disk, rf, "/etc/default/grub"); got != "GRUB_CMDLINE_LINUX_DEFAULT=\"console=ttyS0 quiet\"\n" {
 		t.Errorf("etc/default/grub = %q", got)
@@ -449,6 +460,8 @@ func tarballEvents(uri string) []shape {
 		wrap("cmd-install/stage-late/90_mark", "running 'curtin in-target -- sh -c echo late > /root/late-mark'", "DEBUG", func() {
 			wrap("cmd-install/stage-late/90_mark/cmd-in-target", "curtin command in-target", "DEBUG", func() {})
 		})
+		shell := "curtin in-target -- sh -c 'echo shim > /root/shim-mark'"
+		wrap("cmd-install/stage-late/91_shell", "running '"+strings.Join(strings.Split(shell, ""), " ")+"'", "DEBUG", func() {})
 		wrap("cmd-install/stage-late/maas", "running 'sh -c echo netboot_off'", "DEBUG", func() {})
 	})
 	add(ev("cmd-install", "finish", "curtin command install", "DEBUG", "SUCCESS", "/tmp/install.log=content", "/tmp/curtin-logs.tar=null"))

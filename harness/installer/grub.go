@@ -196,23 +196,30 @@ func (c *cmdEnv) setupGrub(ctx context.Context, di DistroInfo, boot, grubCfg map
 	}
 
 	cmds := grubCommands(di, uefi, devs, c.target)
-	if ge, ok := be.(GrubEmulator); ok {
-		for _, cmd := range cmds {
-			c.logf("simulated in-target: %s", strings.Join(cmd, " "))
-		}
-		return ge.EmulateGrub(ctx, storage.GrubRequest{Target: c.target, UEFI: uefi, Family: di.Family, Variant: di.Variant, DeviceIDs: ids, Config: sc, Commands: cmds}, c.out)
-	}
+	ge, emulated := be.(GrubEmulator)
 	if di.Family == "debian" && devs[0] != "none" {
+		// configure_grub_debconf: by-id links of the devices (a simulated machine's
+		// devices have none on this host).
 		key := "grub-pc/install_devices"
 		if uefi {
 			key = "grub-efi/install_devices"
 		}
-		sel := fmt.Sprintf("grub-pc %s multiselect %s\n", key, strings.Join(byIDLinks(devs), ", "))
+		links := devs
+		if !emulated {
+			links = byIDLinks(devs)
+		}
+		sel := fmt.Sprintf("grub-pc %s multiselect %s\n", key, strings.Join(links, ", "))
 		if inTargetWhich(c.target, "debconf-set-selections") {
 			if _, err := InTarget(ctx, c.target, []string{"debconf-set-selections"}, c.env, strings.NewReader(sel), c.out, c.out); err != nil {
 				return err
 			}
 		}
+	}
+	if emulated {
+		for _, cmd := range cmds {
+			c.logf("simulated in-target: %s", strings.Join(cmd, " "))
+		}
+		return ge.EmulateGrub(ctx, storage.GrubRequest{Target: c.target, UEFI: uefi, Family: di.Family, Variant: di.Variant, DeviceIDs: ids, Config: sc, Commands: cmds}, c.out)
 	}
 	env := copyEnv(c.env)
 	env["DEBIAN_FRONTEND"] = "noninteractive"
