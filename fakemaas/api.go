@@ -19,16 +19,16 @@ import (
 // APIPrefix is where API 2.0 lives.
 const APIPrefix = "/MAAS/api/2.0/"
 
-// Handler serves everything under /MAAS/: API 2.0 now; the metadata service
-// (/MAAS/metadata/) and the status webhook (/MAAS/metadata/status/) are added here by the
-// metadata issue; boot resource files by hash (/MAAS/boot-resources/<hash>/...) as the
-// region's nginx serves them to racks.
+// Handler serves everything under /MAAS/: API 2.0, the metadata service
+// (/MAAS/metadata/) with the status webhook (/MAAS/metadata/status/<system_id>), and
+// boot resource files by hash (/MAAS/boot-resources/<hash>/...) as the region's nginx
+// serves them to racks.
 func (r *Region) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(APIPrefix, http.HandlerFunc(r.serveAPI))
 	mux.Handle("/MAAS/boot-resources/", http.HandlerFunc(r.serveBootResourceFile))
-	// Metadata service and status webhook: registered here by the next issue, e.g.
-	//   mux.Handle("/MAAS/metadata/", http.HandlerFunc(r.serveMetadata))
+	mux.Handle(MetadataPrefix, http.HandlerFunc(r.serveMetadata))
+	mux.Handle(strings.TrimSuffix(MetadataPrefix, "/"), http.HandlerFunc(r.serveMetadata))
 	return mux
 }
 
@@ -199,6 +199,10 @@ func (r *Region) dispatch(w http.ResponseWriter, q *request) error {
 		return r.apiBootSources(w, q)
 	case "events":
 		return r.apiEvents(w, q)
+	case "nodes":
+		return r.apiNodes(w, q)
+	case "installation-results", "commissioning-results":
+		return r.apiNodeResults(w, q)
 	case "zones", "resourcepools", "domains", "tags", "subnets", "fabrics", "spaces", "vlans":
 		return r.apiStatic(w, q)
 	}
@@ -271,42 +275,17 @@ func (q *request) parseForm() error {
 	return nil
 }
 
-// authenticate checks the OAuth 1.0 PLAINTEXT Authorization header as MAAS does.
+// authenticate checks the OAuth 1.0 PLAINTEXT Authorization header as MAAS does. Node
+// keys do not authenticate API calls.
 func (r *Region) authenticate(hr *http.Request) (string, error) {
-	h := hr.Header.Get("Authorization")
-	p, ok := oauth.ParseHeader(h)
-	if !ok {
-		return "", unauthorized("Forbidden")
-	}
-	problems, badType := p.Problems()
-	if len(problems) > 0 {
-		if badType {
-			return "", badRequest(fmt.Sprintf("'Bad Request: the following problems were found among the auth params: %s'", strings.Join(problems, ", ")))
-		}
-		return "", unauthorized("Forbidden")
-	}
-	if p["oauth_signature_method"] != "PLAINTEXT" {
-		return "", unauthorized(fmt.Sprintf("Authorization Error: 'Unsupported signature method: %s'", p["oauth_signature_method"]))
-	}
-	r.mu.RLock()
-	t := r.tokens[p["oauth_token"]]
-	var consumerKnown bool
-	for _, tt := range r.tokens {
-		if tt.ConsumerKey == p["oauth_consumer_key"] {
-			consumerKnown = true
-			break
-		}
-	}
-	r.mu.RUnlock()
+	t, present, err := r.checkOAuth(hr)
 	switch {
-	case !consumerKnown:
-		return "", unauthorized("Authorization Error: Invalid API key.")
-	case t == nil || t.ConsumerKey != p["oauth_consumer_key"] || t.SystemID != "":
-		return "", unauthorized(fmt.Sprintf("Authorization Error: 'Invalid access token: %s'", p["oauth_token"]))
-	case !oauth.CheckPLAINTEXT(p["oauth_signature"], "", t.Secret):
-		// MAAS appends the expected signature base string, which for PLAINTEXT is the
-		// secret itself; the fake does not echo secrets.
-		return "", unauthorized("Authorization Error: 'Invalid signature.'")
+	case !present:
+		return "", unauthorized("Forbidden")
+	case err != nil:
+		return "", err
+	case t.SystemID != "":
+		return "", unauthorized(fmt.Sprintf("Authorization Error: 'Invalid access token: %s'", t.Key))
 	}
 	return t.User, nil
 }
@@ -351,6 +330,9 @@ func unknownOp(q *request) *apiError {
 // account -------------------------------------------------------------------------------
 
 func (r *Region) apiAccount(w http.ResponseWriter, q *request) error {
+	if len(q.path) >= 3 && q.path[1] == "prefs" && q.path[2] == "sshkeys" {
+		return r.apiSSHKeys(w, q)
+	}
 	if len(q.path) != 1 {
 		return notFound("Unknown API endpoint: " + q.URL.Path + ".")
 	}

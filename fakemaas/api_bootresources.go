@@ -94,9 +94,15 @@ func bootResourceFileJSON(res *resource, f *resourceFile) map[string]any {
 	return j
 }
 
+// DeploymentsField is the boot resource JSON's extra field (not MAAS's) counting the
+// machines deployed with the resource, as MAAS's dashboard counts custom images.
+const DeploymentsField = "maasemu_deployments"
+
 func bootResourceJSON(res *resource, withSets bool) map[string]any {
 	j := map[string]any{"id": res.ID, "type": rtypeNames[res.Type], "name": res.Name, "architecture": res.Architecture,
-		"resource_uri": fmt.Sprintf("%sboot-resources/%d/", APIPrefix, res.ID), "last_deployed": nil}
+		"resource_uri": fmt.Sprintf("%sboot-resources/%d/", APIPrefix, res.ID), "last_deployed": nil,
+		// maasemu's extra field: how many machines reached Deployed with this resource.
+		DeploymentsField: res.Deployments}
 	if res.LastDeployed != nil {
 		j["last_deployed"] = res.LastDeployed.Format("2006-01-02T15:04:05.000")
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/maasemu/maasemu/fakemaas/curtincfg"
 	"github.com/maasemu/maasemu/fakemaas/nodestatus"
 	"github.com/maasemu/maasemu/trace"
 )
@@ -53,31 +54,51 @@ func (r *Region) newHostname() string {
 	}
 }
 
-// machineJSON renders m with the fields MAAS's machine handler exposes.
-func machineJSON(m *machine) map[string]any {
+// setStatuses are the aggregate statuses of a machine's current script sets (-1: none).
+type setStatuses struct{ commissioning, installation int }
+
+func nilIfZero(n int) any {
+	if n == 0 {
+		return nil
+	}
+	return n
+}
+
+func scriptStatusName(st int) string {
+	if n, ok := scriptStatusNames[st]; ok {
+		return n
+	}
+	return "Unknown"
+}
+
+// machineJSON renders m with the fields MAAS's machine handler exposes (r.mu held).
+func (r *Region) machineJSON(m *machine) map[string]any {
+	sets := setStatuses{-1, -1}
+	if s := r.scriptSets[m.CommissioningScriptSet]; s != nil {
+		sets.commissioning = s.status()
+	}
+	if s := r.scriptSets[m.InstallationScriptSet]; s != nil {
+		sets.installation = s.status()
+	}
+	return machineJSONWith(m, sets)
+}
+
+func machineJSONWith(m *machine, sets setStatuses) map[string]any {
 	uri := APIPrefix + "machines/" + m.SystemID + "/"
 	ifaces := make([]any, 0, len(m.Interfaces))
 	var boot any
+	bootIface := m.bootInterface()
 	for _, i := range m.Interfaces {
-		j := map[string]any{"id": i.ID, "name": i.Name, "type": "physical", "mac_address": i.MAC, "enabled": true,
-			"links": []any{}, "vlan": nil, "system_id": m.SystemID, "tags": []string{}, "params": "", "parents": []string{},
-			"children": []string{}, "effective_mtu": 1500, "link_connected": true, "interface_speed": 0, "link_speed": 0,
-			"discovered": nil, "firmware_version": nil, "product": nil, "vendor": nil, "numa_node": 0, "sriov_max_vf": 0,
-			"resource_uri": fmt.Sprintf("%snodes/%s/interfaces/%d/", APIPrefix, m.SystemID, i.ID)}
+		j := interfaceJSON(m, i)
 		ifaces = append(ifaces, j)
-		if boot == nil && (m.BootMAC == "" || m.BootMAC == i.MAC) {
+		if bootIface != nil && bootIface.MAC == i.MAC {
 			boot = j
 		}
 	}
 	disks := make([]any, 0, len(m.BlockDevices))
 	var storage float64
 	for _, d := range m.BlockDevices {
-		disks = append(disks, map[string]any{"id": d.ID, "name": d.Name, "type": "physical", "model": d.Model,
-			"serial": d.Serial, "id_path": nilIfEmpty(d.IDPath), "path": "/dev/disk/by-dname/" + d.Name, "size": d.Size,
-			"block_size": d.BlockSize, "used_size": 0, "available_size": d.Size, "partition_table_type": nil,
-			"partitions": []any{}, "filesystem": nil, "tags": []string{}, "uuid": nil, "storage_pool": nil,
-			"used_for": "Unused", "system_id": m.SystemID, "numa_node": 0, "firmware_version": nil,
-			"resource_uri": fmt.Sprintf("%snodes/%s/blockdevices/%d/", APIPrefix, m.SystemID, d.ID)})
+		disks = append(disks, blockDeviceJSON(m, d))
 		storage += float64(d.Size) / 1e6
 	}
 	var bootDisk any
@@ -95,7 +116,7 @@ func machineJSON(m *machine) map[string]any {
 		"owner": nilIfEmpty(m.Owner), "owner_data": map[string]any{}, "locked": m.Locked,
 		"cache_sets": []any{}, "bcaches": []any{}, "bios_boot_method": nilIfEmpty(m.BiosBootMethod),
 		"boot_interface": boot, "architecture": m.Architecture, "min_hwe_kernel": nilIfEmpty(m.MinHWEKernel),
-		"hwe_kernel": nilIfEmpty(m.HWEKernel), "cpu_count": m.CPUCount, "cpu_speed": 0, "memory": m.Memory,
+		"hwe_kernel": nilIfEmpty(m.HWEKernel), "cpu_count": m.CPUCount, "cpu_speed": m.CPUSpeed, "memory": m.Memory,
 		"swap_size": nil, "storage": storage, "status": int(m.Status), "osystem": m.OSystem,
 		"distro_series": m.DistroSeries, "ephemeral_deploy": m.EphemeralDeploy,
 		"error_description": m.ErrorDescription, "netboot": m.Netboot, "power_type": m.PowerType,
@@ -107,8 +128,11 @@ func machineJSON(m *machine) map[string]any {
 		"status_name": m.Status.String(), "node_type": 0, "node_type_name": "Machine",
 		"special_filesystems": []any{}, "parent": nil,
 		"default_gateways":                map[string]any{"ipv4": map[string]any{"gateway_ip": nil, "link_id": nil}, "ipv6": map[string]any{"gateway_ip": nil, "link_id": nil}},
-		"current_commissioning_result_id": nil, "current_testing_result_id": nil, "current_installation_result_id": nil,
-		"commissioning_status": -1, "commissioning_status_name": "Unknown", "testing_status": -1, "testing_status_name": "Unknown",
+		"current_commissioning_result_id": nilIfZero(m.CommissioningScriptSet), "current_testing_result_id": nil,
+		"current_installation_result_id": nilIfZero(m.InstallationScriptSet),
+		"commissioning_status": sets.commissioning, "commissioning_status_name": scriptStatusName(sets.commissioning),
+		"installation_status": sets.installation, "installation_status_name": scriptStatusName(sets.installation),
+		"testing_status": -1, "testing_status_name": "Unknown",
 		"cpu_test_status": -1, "cpu_test_status_name": "Unknown", "memory_test_status": -1, "memory_test_status_name": "Unknown",
 		"network_test_status": -1, "network_test_status_name": "Unknown", "storage_test_status": -1, "storage_test_status_name": "Unknown",
 		"other_test_status": -1, "other_test_status_name": "Unknown", "interface_test_status": -1, "interface_test_status_name": "Unknown",
@@ -220,7 +244,7 @@ func (r *Region) apiMachines(w http.ResponseWriter, q *request) error {
 			ms := r.filterMachines(q.form)
 			out := make([]any, 0, len(ms))
 			for _, m := range ms {
-				out = append(out, machineJSON(m))
+				out = append(out, r.machineJSON(m))
 			}
 			r.mu.RUnlock()
 			writeJSON(w, http.StatusOK, out)
@@ -229,7 +253,7 @@ func (r *Region) apiMachines(w http.ResponseWriter, q *request) error {
 			out := []any{}
 			for _, m := range r.filterMachines(nil) {
 				if m.Owner == q.user {
-					out = append(out, machineJSON(m))
+					out = append(out, r.machineJSON(m))
 				}
 			}
 			r.mu.RUnlock()
@@ -294,6 +318,10 @@ func (r *Region) apiMachines(w http.ResponseWriter, q *request) error {
 		return nil
 	case q.Method == http.MethodPost && q.op == "deploy":
 		err = r.deploy(ctx, sid, q)
+	case q.Method == http.MethodPost && q.op == "commission":
+		err = r.commission(ctx, sid, q)
+	case q.Method == http.MethodPost && q.op == "set_storage_layout":
+		err = r.setStorageLayout(sid, q)
 	case q.Method == http.MethodPost && q.op == "release":
 		err = r.releaseMachine(ctx, sid, q.user, comment)
 	case q.Method == http.MethodPost && q.op == "power_on":
@@ -325,7 +353,7 @@ func (r *Region) apiMachines(w http.ResponseWriter, q *request) error {
 			r.mu.RLock()
 			st := r.machines[sid].Status
 			r.mu.RUnlock()
-			if st == nodestatus.Allocated {
+			if st == nodestatus.Allocated || st == nodestatus.New {
 				r.powerAction(ctx, sid, "off", false)
 			}
 		}
@@ -355,7 +383,7 @@ func (r *Region) apiMachines(w http.ResponseWriter, q *request) error {
 	m := r.machines[sid]
 	var j map[string]any
 	if m != nil {
-		j = machineJSON(m)
+		j = r.machineJSON(m)
 	}
 	r.mu.RUnlock()
 	if j == nil {
@@ -592,7 +620,13 @@ func (r *Region) createMachine(q *request) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts, err := commissionOptions(q)
+	if err != nil {
+		return nil, err
+	}
 	var out map[string]any
+	var sid string
+	commissioning := commission && !deployed
 	err = r.locked(func() error {
 		now := r.now().UTC()
 		m := &machine{SystemID: r.newSystemID(), Domain: "maas", Zone: "default", Pool: "default",
@@ -614,13 +648,19 @@ func (r *Region) createMachine(q *request) (map[string]any, error) {
 			switch {
 			case deployed:
 				// A machine that is already deployed is recorded as Deployed, as MAAS does.
-				m.Owner = q.user
 				m.Netboot = false
 				if err := w.setStatus(m, nodestatus.Ready); err != nil {
 					return err
 				}
 				m.Status = nodestatus.Deployed
-			case !commission:
+				m.Owner = q.user
+			case commissioning:
+				if err := w.startCommissioning(m, q.user, opts.enableSSH, opts.skipNetworking, opts.skipStorage); err != nil {
+					return err
+				}
+			default:
+				// MAAS 3.7 leaves a machine created with commission=false New; the fake
+				// makes it Ready so that hardware can be described through the API.
 				if err := w.setStatus(m, nodestatus.Ready); err != nil {
 					return err
 				}
@@ -635,10 +675,51 @@ func (r *Region) createMachine(q *request) (map[string]any, error) {
 		for _, i := range m.Interfaces {
 			r.macIndex[i.MAC] = m.SystemID
 		}
-		out = machineJSON(m)
+		sid = m.SystemID
+		out = r.machineJSON(m)
 		return nil
 	})
+	if err == nil && commissioning {
+		r.powerAction(q.Context(), sid, "on", true)
+		r.mu.RLock()
+		out = r.machineJSON(r.machines[sid])
+		r.mu.RUnlock()
+	}
 	return out, err
+}
+
+// commissioningOpts are the CommissionForm fields the fake uses.
+type commissioningOpts struct{ enableSSH, skipNetworking, skipStorage bool }
+
+func commissionOptions(q *request) (commissioningOpts, error) {
+	var o commissioningOpts
+	var err error
+	if o.enableSSH, err = q.boolParam("enable_ssh", false); err != nil {
+		return o, err
+	}
+	if o.skipNetworking, err = q.boolParam("skip_networking", false); err != nil {
+		return o, err
+	}
+	if o.skipStorage, err = q.boolParam("skip_storage", false); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// commission is POST machines/<sid>/?op=commission.
+func (r *Region) commission(ctx context.Context, sid string, q *request) error {
+	opts, err := commissionOptions(q)
+	if err != nil {
+		return err
+	}
+	err = r.updateMachine(sid, func(w *writer, m *machine) error {
+		return w.startCommissioning(m, q.user, opts.enableSSH, opts.skipNetworking, opts.skipStorage)
+	})
+	if err != nil {
+		return err
+	}
+	r.powerAction(ctx, sid, "on", true)
+	return nil
 }
 
 func (r *Region) updateMachineFromForm(sid string, q *request) error {
@@ -791,7 +872,7 @@ func (r *Region) allocate(q *request) (map[string]any, error) {
 			return conflict(fmt.Sprintf("No available machine matches constraints: %s (resolved to \"%s\")", pyConstraints(given), strings.Join(described, " ")))
 		}
 		if dryRun {
-			out = machineJSON(pick)
+			out = r.machineJSON(pick)
 			return nil
 		}
 		m := pick.clone()
@@ -806,7 +887,7 @@ func (r *Region) allocate(q *request) (map[string]any, error) {
 			return err
 		}
 		r.machines[m.SystemID] = m
-		out = machineJSON(m)
+		out = r.machineJSON(m)
 		return nil
 	})
 	return out, err
@@ -854,8 +935,15 @@ func (r *Region) deploy(ctx context.Context, sid string, q *request) error {
 		}
 		m.OSystem, m.DistroSeries = osys, rel
 		m.UserData = userData
-		// MAAS also deploys diskless machines ephemerally; disks come with commissioning.
-		m.EphemeralDeploy = ephemeral
+		// A diskless machine is deployed to memory.
+		m.EphemeralDeploy = ephemeral || len(m.BlockDevices) == 0
+		if !m.EphemeralDeploy {
+			// Check that the curtin configuration renders (get_curtin_merged_config).
+			in := r.machineInput(m, &token{ConsumerKey: "check", Key: "check", Secret: "check"}, requestHost(q.Request))
+			if err := curtincfg.CheckDeploy(in); err != nil {
+				return badRequest(err.Error())
+			}
+		}
 		return w.startDeployment(m, q.user, q.str("comment"))
 	})
 	if err != nil {

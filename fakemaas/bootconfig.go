@@ -81,6 +81,8 @@ func (r *Region) BootConfig(ctx context.Context, req BootRequest) (KernelParams,
 			m.BootMAC = mac
 		}
 		m.BootClusterIP = req.LocalIP
+		// Every boot config request restarts the operation's clock (rpc/boot.py).
+		w.resetStatusExpires(m)
 		if req.Bootloader != "" {
 			m.BiosBootMethod = req.Bootloader
 		}

@@ -26,6 +26,15 @@ func TestBootConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A disk, so that deployments are to disk (a diskless machine is deployed to memory).
+		if _, err := c.BlockDevices.Create(m.SystemID, &entity.BlockDeviceParams{Name: "sda", Model: "QEMU HARDDISK",
+			Serial: "QM-" + host, Size: 20 << 30, BlockSize: 512}); err != nil {
+			t.Fatal(err)
+		}
+		if res := call(t, env, env.APIKey, "POST", "/MAAS/api/2.0/machines/"+m.SystemID+"/?op=set_storage_layout",
+			url.Values{"storage_layout": {"flat"}}, false); res.Status != 200 {
+			t.Fatalf("set_storage_layout: %+v", res)
+		}
 		return m.SystemID
 	}
 	// Hashes of the imported noble files.

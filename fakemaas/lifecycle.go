@@ -2,6 +2,8 @@ package fakemaas
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,9 +13,8 @@ import (
 )
 
 // This file is the node lifecycle in one place: the event catalogue, status transitions
-// (guarded by nodestatus's table) and the lifecycle actions the API and the rack trigger.
-// The next issue adds commissioning, the Deploying -> Deployed / Failed rules fed by the
-// metadata service and the status webhook, and netboot changes, as more actions here.
+// (guarded by nodestatus's table) and the lifecycle actions the API, the rack, the
+// metadata service and the status webhook trigger.
 
 // Python logging levels MAAS stores on event types.
 const (
@@ -70,17 +71,51 @@ var eventTypes = map[string]eventType{
 	"ABORTED_DEPLOYMENT":              {"Aborted deployment", levelInfo},
 	"PERFORMING_PXE_BOOT":             {"Performing PXE boot", levelInfo},
 	"REQUEST_MACHINE_CREATE":          {"Machine created", levelInfo},
+	"NODE_COMMISSIONING_EVENT_FAILED": {"Node commissioning failure", levelError},
+	"NODE_ENTERING_RESCUE_MODE_EVENT": {"Node entering rescue mode", levelDebug},
+	"NODE_ENTERING_RESCUE_MODE_EVENT_FAILED": {"Node entering rescue mode failure", levelError},
+	"NODE_DISKS_ERASED":                {"Disks erased", levelInfo},
+	"NODE_RELEASE_SCRIPTS_OK":          {"Release scripts executed successfully.", levelInfo},
+	"SCRIPT_RESULT_ERROR":              {"Script result lookup or storage error", levelError},
+	"REQUEST_NODE_START_COMMISSIONING": {"User starting node commissioning", levelDebug},
+	"REQUEST_NODE_ABORT_COMMISSIONING": {"User aborting node commissioning", levelDebug},
+	"REQUEST_NODE_MARK_BROKEN_SYSTEM":  {"Marking node broken", levelError},
+	"REQUEST_NODE_MARK_FIXED_SYSTEM":   {"Marking node fixed", levelDebug},
+	"CONFIGURING_STORAGE":              {"Configuring storage", levelInfo},
+	"INSTALLING_OS":                    {"Installing OS", levelInfo},
+	"CONFIGURING_OS":                   {"Configuring OS", levelInfo},
+	"NEW":                              {"New", levelInfo},
+	"COMMISSIONING":                    {"Commissioning", levelInfo},
+	"FAILED_COMMISSIONING":             {"Failed commissioning", levelInfo},
+	"TESTING":                          {"Testing", levelInfo},
+	"FAILED_TESTING":                   {"Failed testing", levelInfo},
+	"RESCUE_MODE":                      {"Rescue mode", levelInfo},
+	"GATHERING_INFO":                   {"Gathering information", levelInfo},
+	"ABORTED_COMMISSIONING":            {"Aborted commissioning", levelInfo},
+}
+
+// eventStatusMessages is EVENT_STATUS_MESSAGES: curtin stage starts that get a status
+// message event of their own.
+var eventStatusMessages = map[string]string{
+	"cmd-install/stage-partitioning": "CONFIGURING_STORAGE",
+	"cmd-install/stage-extract":      "INSTALLING_OS",
+	"cmd-install/stage-curthooks":    "CONFIGURING_OS",
 }
 
 // nodeEvent records an event in m's log (in w). user and comment make MAAS's request-event
 // description: "(user)" or "(user) - comment".
 func (w *writer) nodeEvent(m *machine, typeName, description, action string) *event {
+	return w.nodeEventAt(m, typeName, description, action, w.r.now().UTC())
+}
+
+// nodeEventAt is nodeEvent with the event's time given (the webhook's timestamp).
+func (w *writer) nodeEventAt(m *machine, typeName, description, action string, at time.Time) *event {
 	et, ok := eventTypes[typeName]
 	if !ok {
 		panic("fakemaas: unknown event type " + typeName)
 	}
 	e := &event{ID: w.next("event"), SystemID: m.SystemID, Hostname: m.Hostname, Type: typeName,
-		TypeDesc: et.desc, Level: et.level, Description: description, Action: action, Created: w.r.now().UTC()}
+		TypeDesc: et.desc, Level: et.level, Description: description, Action: action, Created: at.UTC()}
 	w.evs = append(w.evs, e)
 	if et.level >= levelInfo {
 		m.StatusEventType, m.StatusEventDesc, m.StatusEventAction = typeName, description, action
@@ -114,10 +149,12 @@ func (w *writer) setStatus(m *machine, to nodestatus.Status) error {
 		desc += " (to " + m.Owner + ")"
 	}
 	w.nodeEvent(m, "NODE_CHANGED_STATUS", desc, "")
-	if to == nodestatus.Deploying {
-		m.StatusExpires = w.r.now().Add(30 * time.Minute)
-	} else {
-		m.StatusExpires = time.Time{}
+	// Node.save clears status_expires outside the monitored statuses; entering one starts
+	// its clock (_set_status_expires once the machine is started).
+	w.setStatusExpires(m)
+	if to == nodestatus.New || to == nodestatus.Ready {
+		// clear_owner_when_status_changes_to_new_or_ready
+		m.Owner = ""
 	}
 	sid, host, fromName, toName := m.SystemID, m.Hostname, from.String(), to.String()
 	w.after(func() {
@@ -168,15 +205,90 @@ func (w *writer) acquire(m *machine, user, agentName, comment string) error {
 }
 
 // startDeployment moves an Allocated machine to Deploying (Node.start for ALLOCATED ->
-// _start_deployment) and turns netboot on.
+// _start_deployment): the storage layout is checked, netboot turned on, and a new
+// installation script set made for curtin's log (not for ephemeral deployments).
 func (w *writer) startDeployment(m *machine, user, comment string) error {
 	w.nodeEvent(m, "REQUEST_NODE_START_DEPLOYMENT", requestDescription(user, comment), "start deployment")
+	if issues := m.storageLayoutIssues(); len(issues) > 0 {
+		return validation(fieldErrors{"storage": issues})
+	}
 	m.Netboot = true
+	m.NetbootFinished = false
 	if err := w.setStatus(m, nodestatus.Deploying); err != nil {
 		return err
 	}
+	if !m.EphemeralDeploy {
+		s := w.newScriptSet(m, resultInstallation, []string{curtinInstallLog})
+		w.replaceScriptSet(m, s)
+	}
+	if res, _, _ := w.r.installImage(m); res != nil {
+		m.DeployedImage = res.ID
+	}
 	w.nodeEvent(m, "DEPLOYING", "", "")
 	return nil
+}
+
+// storageLayoutIssues is Node.storage_layout_issues for the fake's model: a disk must
+// exist, and Ubuntu, CentOS and RHEL need a layout that mounts / (the flat, lvm and
+// custom layouts do; blank does not).
+func (m *machine) storageLayoutIssues() []string {
+	if m.EphemeralDeploy {
+		return nil
+	}
+	if len(m.BlockDevices) == 0 {
+		return []string{"There are currently no storage devices.  Please add a storage device to be able to deploy this node."}
+	}
+	switch m.OSystem {
+	case "ubuntu", "centos", "rhel":
+		if m.Storage.Layout == "" || m.Storage.Layout == "blank" {
+			return []string{"Mount the root '/' filesystem to be able to deploy this node."}
+		}
+	}
+	return nil
+}
+
+// endDeployment is Node.end_deployment, what the installed OS's first user-data read
+// does: Deployed, the image's deployment recorded (IMAGE_DEPLOYED, last_deployed and the
+// deployment count), the DEPLOYED event. A machine no longer Deploying is left alone.
+func (r *Region) endDeployment(sid string) error {
+	return r.updateMachine(sid, func(w *writer, m *machine) error {
+		if m.Status != nodestatus.Deploying {
+			return errNothingToDo
+		}
+		if err := w.setStatus(m, nodestatus.Deployed); err != nil {
+			return err
+		}
+		w.nodeEvent(m, "IMAGE_DEPLOYED", fmt.Sprintf("deployed %s/%s/%s", m.OSystem, m.DistroSeries, m.Architecture), "")
+		w.imageDeployed(m)
+		w.nodeEvent(m, "DEPLOYED", "", "")
+		return nil
+	})
+}
+
+// imageDeployed is update_deployment_time: the boot resources of the deployed
+// os/series on the machine's architecture get last_deployed = now, and the fake counts
+// the deployment. MAAS matches the resource named "<osystem>/<distro_series>", which an
+// uploaded custom image stored under its bare name (osystem custom) never is; the fake
+// also matches the image the machine installed, so custom images get their date.
+func (w *writer) imageDeployed(m *machine) {
+	now := w.r.now().UTC()
+	arch, _ := m.archParts()
+	ids := map[int]bool{}
+	if res, _, _ := w.r.installImage(m); res != nil {
+		ids[res.ID] = true
+	}
+	for id, res := range w.r.resources {
+		if res.Name == m.OSystem+"/"+m.DistroSeries && strings.HasPrefix(res.Architecture, arch) {
+			ids[id] = true
+		}
+	}
+	for _, id := range sortedIntKeys(map[int]bool(ids)) {
+		c := w.r.resources[id].clone()
+		c.LastDeployed = &now
+		c.Deployments++
+		w.putResource(c)
+		w.apply(func() { w.r.resources[c.ID] = c })
+	}
 }
 
 // release returns a machine to Ready (start_releasing + _release, without disk erasing).
@@ -200,17 +312,27 @@ func (w *writer) clearDeployment(m *machine) {
 	m.UserData = nil
 	m.EphemeralDeploy = false
 	m.Netboot = true
+	m.NetbootFinished = false
+	m.DeployedImage = 0
 	m.ErrorDescription = ""
 }
 
 // markFailed moves an in-progress machine to its failed status (Node.mark_failed). user
-// empty means the system (rack, timeout) failed it.
+// empty means the system (rack, timeout) failed it. Running and pending script results
+// become Failed.
 func (w *writer) markFailed(m *machine, user, comment string) error {
+	return w.markFailedScripts(m, user, comment, scriptFailed)
+}
+
+// markFailedScripts is markFailed with the status the running or pending script results
+// of the current commissioning and installation sets get (MAAS's script_result_status).
+func (w *writer) markFailedScripts(m *machine, user, comment string, scriptStatus int) error {
 	typ := "REQUEST_NODE_MARK_FAILED"
 	if user == "" {
 		typ = "REQUEST_NODE_MARK_FAILED_SYSTEM"
 	}
 	w.nodeEvent(m, typ, requestDescription(user, comment), "mark_failed")
+	w.finishScripts(m, scriptStatus)
 	if to, ok := nodestatus.FailedStatus(m.Status); ok {
 		if err := w.setStatus(m, to); err != nil {
 			return err
@@ -265,18 +387,28 @@ func (w *writer) markFixed(m *machine, user, comment string) error {
 	return nil
 }
 
-// abort (Node.abort_operation): only deploying is abortable until commissioning, testing
-// and disk erasing exist.
+// abort (Node.abort_operation): deploying returns to Allocated, commissioning to New
+// (owner cleared), testing to its previous status, disk erasing fails. Running and
+// pending script results are aborted.
 func (w *writer) abort(m *machine, user, comment string) error {
 	switch m.Status {
 	case nodestatus.Deploying:
 		w.nodeEvent(m, "REQUEST_NODE_ABORT_DEPLOYMENT", requestDescription(user, comment), "abort deploying")
+		w.finishScripts(m, scriptAborted)
 		if err := w.setStatus(m, nodestatus.Allocated); err != nil {
 			return err
 		}
 		w.nodeEvent(m, "ABORTED_DEPLOYMENT", "", "")
 		return nil
-	case nodestatus.Commissioning, nodestatus.Testing:
+	case nodestatus.Commissioning:
+		w.nodeEvent(m, "REQUEST_NODE_ABORT_COMMISSIONING", requestDescription(user, comment), "abort commissioning")
+		w.finishScripts(m, scriptAborted)
+		if err := w.setStatus(m, nodestatus.New); err != nil {
+			return err
+		}
+		w.nodeEvent(m, "ABORTED_COMMISSIONING", "", "")
+		return nil
+	case nodestatus.Testing:
 		prev := m.PreviousStatus
 		if prev == m.Status {
 			prev = nodestatus.New
@@ -328,7 +460,7 @@ func (r *Region) powerAction(ctx context.Context, sid, action string, failDeploy
 				typ = "NODE_POWER_OFF_FAILED"
 			}
 			w.nodeEvent(m, typ, fmt.Sprintf("Power %s for the node failed: %v", action, err), "")
-			if failDeploy && m.Status == nodestatus.Deploying {
+			if failDeploy && (m.Status == nodestatus.Deploying || m.Status == nodestatus.Commissioning) {
 				return w.markFailed(m, "", fmt.Sprintf("Failed to power on node - Power on for the node failed: %v", err))
 			}
 			return nil
@@ -380,11 +512,31 @@ func (r *Region) updateMachine(sid string, f func(w *writer, m *machine) error) 
 			w.putMachine(m)
 			return nil
 		})
+		if errors.Is(err, errNothingToDo) {
+			return nil
+		}
 		if err == nil {
+			for _, i := range old.Interfaces {
+				if r.macIndex[i.MAC] == sid {
+					delete(r.macIndex, i.MAC)
+				}
+			}
+			for _, i := range m.Interfaces {
+				r.macIndex[i.MAC] = sid
+			}
 			r.machines[sid] = m
 		}
 		return err
 	})
+}
+
+// sameAs reports whether m and o are the same record (ignoring Updated).
+func (m *machine) sameAs(o *machine) bool {
+	a, b := *m, *o
+	a.Updated, b.Updated = time.Time{}, time.Time{}
+	ja, _ := json.Marshal(&a)
+	jb, _ := json.Marshal(&b)
+	return string(ja) == string(jb)
 }
 
 // locked runs f holding r.mu for writing, then runs the after-commit functions (trace

@@ -15,7 +15,8 @@ const (
 
 var rtypeNames = map[int]string{rtypeSynced: "Synced", rtypeUploaded: "Uploaded"}
 
-// token is one OAuth token: an API key of a user, or (next issue) a node's key.
+// token is one OAuth token: an API key of a user, or a node's key (NodeKey: SystemID set,
+// user maas-init-node, created on demand, deleted when the node's owner changes).
 type token struct {
 	ConsumerKey  string `json:"consumer_key"`
 	ConsumerName string `json:"consumer_name"`
@@ -31,17 +32,42 @@ type Interface struct {
 	ID   int    `json:"id"`
 	Name string `json:"name"`
 	MAC  string `json:"mac"`
+	// LinkMode is how the interface is configured for deployment: "" is the fake's
+	// default (dhcp on the boot interface, nothing on the others), or "dhcp", "link_up"
+	// (no address) or "none" (unconfigured) as set through link_subnet/unlink_subnet.
+	LinkMode     string   `json:"link_mode,omitempty"`
+	Disconnected bool     `json:"disconnected,omitempty"`
+	LinkSpeed    int      `json:"link_speed,omitempty"`
+	Vendor       string   `json:"vendor,omitempty"`
+	Product      string   `json:"product,omitempty"`
+	Tags         []string `json:"tags,omitempty"`
 }
 
 // BlockDevice is a machine disk.
 type BlockDevice struct {
-	ID        int    `json:"id"`
-	Name      string `json:"name"`
-	Model     string `json:"model,omitempty"`
-	Serial    string `json:"serial,omitempty"`
-	IDPath    string `json:"id_path,omitempty"`
-	Size      int64  `json:"size"`
-	BlockSize int    `json:"block_size"`
+	ID              int      `json:"id"`
+	Name            string   `json:"name"`
+	Model           string   `json:"model,omitempty"`
+	Serial          string   `json:"serial,omitempty"`
+	IDPath          string   `json:"id_path,omitempty"`
+	Size            int64    `json:"size"`
+	BlockSize       int      `json:"block_size"`
+	Tags            []string `json:"tags,omitempty"`
+	FirmwareVersion string   `json:"firmware_version,omitempty"`
+}
+
+// storageLayout is the storage layout applied to a machine (set_storage_layout, or the
+// default layout at the end of commissioning); curtincfg renders it. Layout "" means
+// none is applied.
+type storageLayout struct {
+	Layout     string `json:"layout,omitempty"` // flat, lvm, custom, blank
+	BootSize   int64  `json:"boot_size,omitempty"`
+	RootSize   int64  `json:"root_size,omitempty"`
+	RootDevice string `json:"root_device,omitempty"`
+	VGName     string `json:"vg_name,omitempty"`
+	LVName     string `json:"lv_name,omitempty"`
+	LVSize     int64  `json:"lv_size,omitempty"`
+	Custom     string `json:"custom,omitempty"` // curtin storage YAML (layout custom)
 }
 
 // machine is the region's record of one machine.
@@ -79,6 +105,20 @@ type machine struct {
 	BiosBootMethod   string            `json:"bios_boot_method,omitempty"`
 	Locked           bool              `json:"locked,omitempty"`
 	StatusExpires    time.Time         `json:"status_expires,omitzero"`
+	Storage          storageLayout     `json:"storage,omitzero"`
+	CPUSpeed         int               `json:"cpu_speed,omitempty"`
+	CPUModel         string            `json:"cpu_model,omitempty"`
+	EnableSSH        bool              `json:"enable_ssh,omitempty"`
+	SkipStorage      bool              `json:"skip_storage,omitempty"`
+	SkipNetworking   bool              `json:"skip_networking,omitempty"`
+	// Script sets (ScriptSet ids; 0 when none).
+	CommissioningScriptSet int `json:"commissioning_script_set,omitempty"`
+	InstallationScriptSet  int `json:"installation_script_set,omitempty"`
+	// NetbootFinished records cloud-init's modules-final success while Deploying (MAAS's
+	// Temporal signal netboot-finished).
+	NetbootFinished bool `json:"netboot_finished,omitempty"`
+	// DeployedImage is the boot resource the current deployment installs (0: none).
+	DeployedImage int `json:"deployed_image,omitempty"`
 	Created          time.Time         `json:"created"`
 	Updated          time.Time         `json:"updated"`
 	// Last INFO-or-higher event, for status_message / status_action.
@@ -188,6 +228,8 @@ type resource struct {
 	Extra          map[string]string `json:"extra,omitempty"`
 	Sets           []*resourceSet    `json:"sets"`
 	LastDeployed   *time.Time        `json:"last_deployed,omitempty"`
+	// Deployments counts machines that reached Deployed with this resource.
+	Deployments int `json:"deployments,omitempty"`
 }
 
 func (r *resource) clone() *resource {
@@ -247,4 +289,123 @@ func cut(s, sep string) (string, string, bool) {
 		}
 	}
 	return s, "", false
+}
+
+// Script result statuses (SCRIPT_STATUS, maascommon/enums/scriptresult.py).
+const (
+	scriptPending               = 0
+	scriptRunning               = 1
+	scriptPassed                = 2
+	scriptFailed                = 3
+	scriptTimedOut              = 4
+	scriptAborted               = 5
+	scriptDegraded              = 6
+	scriptInstalling            = 7
+	scriptFailedInstalling      = 8
+	scriptSkipped               = 9
+	scriptApplyingNetconf       = 10
+	scriptFailedApplyingNetconf = 11
+)
+
+var scriptStatusNames = map[int]string{scriptPending: "Pending", scriptRunning: "Running", scriptPassed: "Passed",
+	scriptFailed: "Failed", scriptTimedOut: "Timed out", scriptAborted: "Aborted", scriptDegraded: "Degraded",
+	scriptInstalling: "Installing dependencies", scriptFailedInstalling: "Failed installing dependencies",
+	scriptSkipped: "Skipped", scriptApplyingNetconf: "Applying custom network configuration",
+	scriptFailedApplyingNetconf: "Failed to apply custom network configuration"}
+
+func runningOrPending(st int) bool {
+	return st == scriptPending || st == scriptRunning || st == scriptInstalling || st == scriptApplyingNetconf
+}
+
+// Result types of script sets (RESULT_TYPE).
+const (
+	resultCommissioning = 0
+	resultInstallation  = 1
+	resultTesting       = 2
+	resultRelease       = 3
+)
+
+var resultTypeNames = map[int]string{resultCommissioning: "Commissioning", resultInstallation: "Installation",
+	resultTesting: "Testing", resultRelease: "Release"}
+
+// scriptResult is one ScriptResult: a script's (or an uploaded file's) status and output.
+type scriptResult struct {
+	ID         int        `json:"id"`
+	Name       string     `json:"name"`
+	Status     int        `json:"status"`
+	ExitStatus *int       `json:"exit_status,omitempty"`
+	Output     []byte     `json:"output,omitempty"`
+	Stdout     []byte     `json:"stdout,omitempty"`
+	Stderr     []byte     `json:"stderr,omitempty"`
+	Result     []byte     `json:"result,omitempty"`
+	Runtime    float64    `json:"runtime,omitempty"`
+	Started    *time.Time `json:"started,omitempty"`
+	Ended      *time.Time `json:"ended,omitempty"`
+	Created    time.Time  `json:"created"`
+	Updated    time.Time  `json:"updated"`
+}
+
+// scriptSet is one ScriptSet of a node.
+type scriptSet struct {
+	ID         int             `json:"id"`
+	SystemID   string          `json:"system_id"`
+	ResultType int             `json:"result_type"`
+	Results    []*scriptResult `json:"results"`
+	LastPing   *time.Time      `json:"last_ping,omitempty"`
+	Created    time.Time       `json:"created"`
+}
+
+func (s *scriptSet) clone() *scriptSet {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
+	c := new(scriptSet)
+	if err := json.Unmarshal(b, c); err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func (s *scriptSet) result(name string) *scriptResult {
+	for _, r := range s.Results {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// status is ScriptSet.status: the aggregate of its results.
+func (s *scriptSet) status() int {
+	st := scriptPassed
+	anyRunning, anyPending, anyFailed := false, false, false
+	for _, r := range s.Results {
+		switch {
+		case r.Status == scriptPending:
+			anyPending = true
+		case runningOrPending(r.Status):
+			anyRunning = true
+		case r.Status == scriptFailed || r.Status == scriptTimedOut || r.Status == scriptFailedInstalling ||
+			r.Status == scriptFailedApplyingNetconf || r.Status == scriptAborted:
+			anyFailed = true
+		}
+	}
+	switch {
+	case anyRunning:
+		st = scriptRunning
+	case anyPending:
+		st = scriptPending
+	case anyFailed:
+		st = scriptFailed
+	}
+	return st
+}
+
+// sshKey is a user's public SSH key.
+type sshKey struct {
+	ID      int       `json:"id"`
+	User    string    `json:"user"`
+	Key     string    `json:"key"`
+	Created time.Time `json:"created"`
 }

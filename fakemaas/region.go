@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/maasemu/maasemu/fakemaas/blobstore"
+	"github.com/maasemu/maasemu/fakemaas/curtincfg"
 	"github.com/maasemu/maasemu/fakemaas/oauth"
 	"github.com/maasemu/maasemu/trace"
 )
@@ -37,6 +38,19 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now returns the current time (nil: time.Now); tests may pin it.
 	Now func() time.Time
+	// DeployTimeout is how long a machine may stay Deploying (or Commissioning) without
+	// progress before it is marked failed, as MAAS's status monitor does with node_timeout.
+	// The clock restarts on every boot config request and on curtin's cmd-install,
+	// stage-early and stage-late events. Zero: the node_timeout setting (30 minutes).
+	DeployTimeout time.Duration
+	// MonitorInterval is how often expired operations are looked for (zero: every
+	// second, or a tenth of DeployTimeout when that is shorter).
+	MonitorInterval time.Duration
+	// Packer makes the curtin installer served at curtin/<version>/curtin-installer
+	// (nil: curtincfg.Pack, which needs real curtin on the host).
+	Packer interface {
+		Pack(ctx context.Context, spec curtincfg.InstallerSpec) ([]byte, error)
+	}
 }
 
 // Region is the fake MAAS region: API 2.0, machines and their lifecycle, boot resources,
@@ -68,6 +82,9 @@ type Region struct {
 	bootSources map[int]*bootSource
 	config      map[string]any
 	seq         map[string]int64
+	nodeTokens  map[string]string // system_id -> token key
+	scriptSets  map[int]*scriptSet
+	sshKeys     map[int]*sshKey
 
 	powerMu    sync.RWMutex
 	powerTypes map[string]PowerDriver
@@ -90,7 +107,9 @@ var (
 	bucketEvents      = []byte("events")
 	bucketBootSources = []byte("bootsources")
 	bucketConfig      = []byte("config")
-	allBuckets        = [][]byte{bucketMeta, bucketTokens, bucketMachines, bucketResources, bucketEvents, bucketBootSources, bucketConfig}
+	bucketScriptSets  = []byte("scriptsets")
+	bucketSSHKeys     = []byte("sshkeys")
+	allBuckets        = [][]byte{bucketMeta, bucketTokens, bucketMachines, bucketResources, bucketEvents, bucketBootSources, bucketConfig, bucketScriptSets, bucketSSHKeys}
 )
 
 // ErrStateInUse is returned by New when another process holds the state directory.
@@ -120,6 +139,9 @@ func New(ctx context.Context, opts Options) (*Region, error) {
 		bootSources: map[int]*bootSource{},
 		config:      map[string]any{},
 		seq:         map[string]int64{},
+		nodeTokens:  map[string]string{},
+		scriptSets:  map[int]*scriptSet{},
+		sshKeys:     map[int]*sshKey{},
 		powerTypes:  map[string]PowerDriver{"manual": manualPower{}},
 		partials:    map[int]*blobstore.Partial{},
 	}
@@ -183,6 +205,8 @@ func New(ctx context.Context, opts Options) (*Region, error) {
 		r.cancel()
 		return fail(err)
 	}
+	r.bg.Add(1)
+	go r.monitor()
 	r.log.Info("region ready", "state", opts.StateDir, "machines", len(r.machines), "boot_resources", len(r.resources))
 	return r, nil
 }
@@ -267,6 +291,29 @@ func (r *Region) load() error {
 				return fmt.Errorf("fakemaas: token record %q: %w", k, err)
 			}
 			r.tokens[t.Key] = t
+			if t.SystemID != "" {
+				r.nodeTokens[t.SystemID] = t.Key
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketScriptSets).ForEach(func(k, v []byte) error {
+			s := new(scriptSet)
+			if err := json.Unmarshal(v, s); err != nil {
+				return fmt.Errorf("fakemaas: script set record %x: %w", k, err)
+			}
+			r.scriptSets[s.ID] = s
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketSSHKeys).ForEach(func(k, v []byte) error {
+			key := new(sshKey)
+			if err := json.Unmarshal(v, key); err != nil {
+				return fmt.Errorf("fakemaas: SSH key record %x: %w", k, err)
+			}
+			r.sshKeys[key.ID] = key
 			return nil
 		}); err != nil {
 			return err
@@ -400,7 +447,15 @@ type writer struct {
 	seq    map[string]int64
 	evs    []*event
 	afters []func()
+	// applies change in-memory state that is not a machine (tokens, script sets) once
+	// the transaction is committed, still under r.mu.
+	applies []func()
+	// sets are the script sets created or changed, written as they are at commit time.
+	sets []*scriptSet
 }
+
+// apply registers f to change in-memory state after a successful commit (r.mu held).
+func (w *writer) apply(f func()) { w.applies = append(w.applies, f) }
 
 func (w *writer) next(name string) int64 {
 	if _, ok := w.seq[name]; !ok {
@@ -434,8 +489,32 @@ func itob(n int64) []byte {
 
 func (w *writer) putToken(t *token)            { w.put(bucketTokens, []byte(t.Key), t) }
 func (w *writer) delToken(key string)          { w.del(bucketTokens, []byte(key)) }
-func (w *writer) putMachine(m *machine)        { w.put(bucketMachines, []byte(m.SystemID), m) }
-func (w *writer) delMachine(sid string)        { w.del(bucketMachines, []byte(sid)) }
+func (w *writer) putScriptSet(s *scriptSet)   { w.put(bucketScriptSets, itob(int64(s.ID)), s) }
+func (w *writer) delScriptSet(id int)          { w.del(bucketScriptSets, itob(int64(id))) }
+func (w *writer) putSSHKey(k *sshKey)          { w.put(bucketSSHKeys, itob(int64(k.ID)), k) }
+func (w *writer) delSSHKey(id int)             { w.del(bucketSSHKeys, itob(int64(id))) }
+
+// putMachine writes m. When m's owner differs from the committed record's, the node's
+// OAuth token is deleted as MAAS's clear_nodekey_when_owner_changes does.
+func (w *writer) putMachine(m *machine) {
+	if old := w.r.machines[m.SystemID]; old != nil && old.Owner != m.Owner {
+		w.clearNodeToken(m.SystemID)
+	}
+	w.put(bucketMachines, []byte(m.SystemID), m)
+}
+
+func (w *writer) delMachine(sid string) {
+	w.clearNodeToken(sid)
+	if m := w.r.machines[sid]; m != nil {
+		for _, id := range []int{m.CommissioningScriptSet, m.InstallationScriptSet} {
+			if id != 0 {
+				w.delScriptSet(id)
+				w.apply(func() { delete(w.r.scriptSets, id) })
+			}
+		}
+	}
+	w.del(bucketMachines, []byte(sid))
+}
 func (w *writer) putResource(res *resource)    { w.put(bucketResources, itob(int64(res.ID)), res) }
 func (w *writer) delResource(id int)           { w.del(bucketResources, itob(int64(id))) }
 func (w *writer) putBootSource(s *bootSource)  { w.put(bucketBootSources, itob(int64(s.ID)), s) }
@@ -452,6 +531,10 @@ func (r *Region) commit(build func(w *writer) error) error {
 	}
 	for _, e := range w.evs {
 		w.put(bucketEvents, itob(e.ID), e)
+	}
+	for _, s := range w.sets {
+		w.putScriptSet(s)
+		w.apply(func() { r.scriptSets[s.ID] = s })
 	}
 	err := r.db.Update(func(tx *bolt.Tx) error {
 		for name, v := range w.seq {
@@ -471,6 +554,9 @@ func (r *Region) commit(build func(w *writer) error) error {
 	}
 	for name, v := range w.seq {
 		r.seq[name] = v
+	}
+	for _, f := range w.applies {
+		f()
 	}
 	for _, e := range w.evs {
 		r.events = append(r.events, e)

@@ -54,8 +54,12 @@ func (r *Region) resolveRelease(series, machineArch string) (osys, release strin
 	}
 	if o, rel, slash := cut(series, "/"); slash {
 		if o == "custom" {
-			// An image uploaded as "custom/<name>" keeps that name.
-			if avail["custom/"+series] || avail[series] {
+			// An image uploaded under its bare name is release <name>; one uploaded as
+			// "custom/<name>" keeps that name as its release.
+			if r.customResourceNamed(rel, arch) {
+				return "custom", rel, true
+			}
+			if r.customResourceNamed(series, arch) {
 				return "custom", series, true
 			}
 			return "custom", rel, try("custom", rel)
@@ -80,4 +84,16 @@ func (r *Region) releaseChoices() []string {
 	}
 	sort.Strings(out)
 	return append([]string{"''"}, out...)
+}
+
+// customResourceNamed reports whether an uploaded, complete resource is named exactly
+// name for arch (r.mu held).
+func (r *Region) customResourceNamed(name, arch string) bool {
+	for _, res := range r.resources {
+		if res.Type == rtypeUploaded && res.Name == name && res.BootloaderType == "" && res.latestComplete() != nil &&
+			(arch == "" || strings.HasPrefix(res.Architecture, arch+"/")) {
+			return true
+		}
+	}
+	return false
 }

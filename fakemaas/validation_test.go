@@ -174,6 +174,11 @@ func TestValidationErrors(t *testing.T) {
 	if m.Status != http.StatusOK {
 		t.Fatalf("create machine: %+v", m)
 	}
+	// Created with commission=true (the default) it is Commissioning; aborting makes it
+	// New with no owner.
+	if ab := call(t, env, admin, http.MethodPost, "/MAAS/api/2.0/machines/"+systemID(t, env, "node1")+"/?op=abort", url.Values{}, false); ab.Status != http.StatusOK {
+		t.Fatalf("abort commissioning: %+v", ab)
+	}
 	good := url.Values{"name": {"img"}, "architecture": {"amd64/generic"}, "sha256": {sha([]byte("x"))}, "size": {"1"}, "filetype": {"tgz"}}
 	with := func(k, v string) url.Values {
 		f := url.Values{}
