@@ -78,6 +78,8 @@ func (b *Builder) Ephemeral(ctx context.Context) (*Ephemeral, error) {
 	}
 	if v, err := os.ReadFile(filepath.Join(dir, ".complete")); err == nil {
 		e.Version = strings.TrimSpace(string(v))
+		now := time.Now()
+		os.Chtimes(dir, now, now) // recently used: pruneCache keeps it
 		return e, nil
 	}
 	start := time.Now()
@@ -138,6 +140,7 @@ func (b *Builder) Ephemeral(ctx context.Context) (*Ephemeral, error) {
 	if err := writeFileAtomic(filepath.Join(dir, ".complete"), []byte(e.Version+"\n"), 0o644); err != nil {
 		return nil, err
 	}
+	pruneCache(filepath.Dir(dir), 3)
 	b.log().Info("built the test ephemeral", "dir", dir, "took", time.Since(start).Round(time.Millisecond))
 	return e, nil
 }

@@ -323,3 +323,26 @@ func runTool(ctx context.Context, name string, args ...string) ([]byte, error) {
 	}
 	return exec.CommandContext(ctx, name, args...).CombinedOutput()
 }
+
+// pruneCache keeps the newest keep entries of the cache directory parent (by modification
+// time) and removes the others, so that rebuilds with changing inputs do not fill the disk.
+func pruneCache(parent string, keep int) {
+	ents, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	type ent struct {
+		name string
+		mod  time.Time
+	}
+	var es []ent
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && e.IsDir() {
+			es = append(es, ent{e.Name(), info.ModTime()})
+		}
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].mod.After(es[j].mod) })
+	for i := keep; i < len(es); i++ {
+		os.RemoveAll(filepath.Join(parent, es[i].name))
+	}
+}

@@ -120,6 +120,8 @@ func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, er
 	dir := filepath.Join(b.cacheDir(), "testimages", key[:16])
 	m := &TestManifest{}
 	if data, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err == nil && json.Unmarshal(data, m) == nil && m.Key == key {
+		now := time.Now()
+		os.Chtimes(dir, now, now) // recently used: pruneCache keeps it
 		return m, b.publishTest(dir, out, m)
 	}
 	start := time.Now()
@@ -294,6 +296,7 @@ func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, er
 	if err := writeFileAtomic(filepath.Join(dir, "manifest.json"), append(data, '\n'), 0o644); err != nil {
 		return nil, err
 	}
+	pruneCache(filepath.Dir(dir), 3)
 	b.log().Info("built the test images", "count", len(m.Images), "took", time.Since(start).Round(time.Millisecond))
 	return m, b.publishTest(dir, out, m)
 }
