@@ -57,6 +57,12 @@ type Options struct {
 	// commands and hooks; empty means this executable when it is the agent, else a shell
 	// shim implementing in-target.
 	AgentPath string
+	// Intercept, when set, sees every stage command before it runs (argv for a list
+	// command, shell for a string one). If it handles the command it returns handled and
+	// the exit status; otherwise the command runs normally. A simulated machine uses it
+	// for commands that must reach the region through its virtual NIC, e.g. MAAS's
+	// `wget --no-proxy .../?op=netboot_off` late command.
+	Intercept func(ctx context.Context, argv []string, shell string, env map[string]string, out io.Writer) (rc int, handled bool, err error)
 	// Env adds variables to every stage command's environment (e.g. http_proxy for a
 	// simulated machine whose region is reachable only through its virtual NIC).
 	Env map[string]string
@@ -621,9 +627,15 @@ func (r *run) runStage(ctx context.Context, stage string, cmds map[string]any, e
 		w := io.MultiWriter(r.out, &out)
 		var rc int
 		var err error
-		if shell == "" && argv[0] == "curtin" {
+		handled := false
+		if r.opts.Intercept != nil {
+			rc, handled, err = r.opts.Intercept(ctx, argv, shell, cenv, w)
+		}
+		switch {
+		case handled || err != nil:
+		case shell == "" && argv[0] == "curtin":
 			rc = r.curtinMain(ctx, cenv, argv[1:], w)
-		} else {
+		default:
 			rc, err = r.execCommand(ctx, cenv, argv, shell, w)
 		}
 		failed := err != nil || rc != 0

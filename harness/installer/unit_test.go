@@ -448,3 +448,22 @@ func TestCancelKillsCommands(t *testing.T) {
 		}
 	}
 }
+
+func TestIntercept(t *testing.T) {
+	cfg := "stages: [late]\ninstall: {log_file: /tmp/install.log}\nlate_commands:\n  maas: [wget, --no-proxy, 'http://198.18.0.2:5248/MAAS/metadata/latest/by-id/abc/', --post-data, op=netboot_off, -O, /dev/null]\n  zz: [sh, -c, 'echo ran-normally']\n"
+	var seen [][]string
+	_, _, log, err := runStages(t, cfg, Options{Intercept: func(_ context.Context, argv []string, shell string, env map[string]string, out io.Writer) (int, bool, error) {
+		seen = append(seen, argv)
+		if argv[0] == "wget" {
+			io.WriteString(out, "netboot_off posted through the virtual NIC\n")
+			return 0, true, nil
+		}
+		return 0, false, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 || !strings.Contains(log, "netboot_off posted through the virtual NIC") || !strings.Contains(log, "ran-normally") {
+		t.Errorf("seen %v\n%s", seen, log)
+	}
+}
