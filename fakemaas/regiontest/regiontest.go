@@ -5,16 +5,22 @@ package regiontest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/canonical/gomaasclient/client"
 
 	"github.com/maasemu/maasemu/fakemaas"
+	"github.com/maasemu/maasemu/fakemaas/curtincfg"
 	"github.com/maasemu/maasemu/trace"
 )
 
@@ -34,6 +40,14 @@ type Env struct {
 type Options struct {
 	StateDir string // default t.TempDir()
 	Logger   *slog.Logger
+	// Region options: the deploy timeout and the monitor interval, the curtin packer,
+	// the clock.
+	DeployTimeout   time.Duration
+	MonitorInterval time.Duration
+	Packer          interface {
+		Pack(ctx context.Context, spec curtincfg.InstallerSpec) ([]byte, error)
+	}
+	Now func() time.Time
 }
 
 // Start creates a region on a temporary state directory, serves it on a loopback
@@ -53,7 +67,8 @@ func Start(t testing.TB, opts ...Options) *Env {
 	}
 	rec := trace.NewRecorder(nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := fakemaas.New(ctx, fakemaas.Options{StateDir: o.StateDir, Events: rec, Logger: o.Logger})
+	r, err := fakemaas.New(ctx, fakemaas.Options{StateDir: o.StateDir, Events: rec, Logger: o.Logger,
+		DeployTimeout: o.DeployTimeout, MonitorInterval: o.MonitorInterval, Packer: o.Packer, Now: o.Now})
 	if err != nil {
 		cancel()
 		t.Fatalf("regiontest: starting region: %v", err)
@@ -173,4 +188,38 @@ func (e *Env) ImportDefaultStream(t testing.TB) *Stream {
 		t.Fatalf("regiontest: importing stream: %v", err)
 	}
 	return s
+}
+
+// StartRack serves the region on port 5248 of a random loopback address (127.x.y.z),
+// where a rack's HTTP server would forward /MAAS/ to the region, and returns the
+// address. URLs the region hands machines (http://<rack>:5248/MAAS/metadata/...) then
+// reach it; pass the address as BootRequest.LocalIP so the machine's boot_cluster_ip is
+// the rack. The listener is closed when the test ends. The test is skipped when no
+// loopback address can be bound.
+func (e *Env) StartRack(t testing.TB) string {
+	t.Helper()
+	var ln net.Listener
+	var ip string
+	for range 50 {
+		ip = fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "5248"))
+		if err == nil {
+			ln = l
+			break
+		}
+	}
+	if ln == nil {
+		t.Skip("regiontest: rack: needs a free 127.x.y.z:5248 on the loopback interface")
+	}
+	srv := &http.Server{Handler: e.Region.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return ip
 }
