@@ -121,3 +121,12 @@ func finish(origin, name, desc, result string) map[string]any {
 	return map[string]any{"event_type": "finish", "origin": origin, "name": name, "description": desc, "result": result,
 		"timestamp": 1716242180.5}
 }
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
