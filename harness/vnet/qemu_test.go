@@ -217,7 +217,9 @@ func pxeBootToTFTP(tb testing.TB, cfg vnet.Config, wantFile string) (bootTimes, 
 	cmd := exec.CommandContext(ctx, qemu, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	lab.watch.mu.Lock()
 	lab.watch.start = time.Now()
+	lab.watch.mu.Unlock()
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("starting QEMU: %v", err)
 	}
@@ -230,7 +232,7 @@ func pxeBootToTFTP(tb testing.TB, cfg vnet.Config, wantFile string) (bootTimes, 
 
 	fail := func(why string) {
 		console, _ := os.ReadFile(lab.console)
-		tb.Fatalf("%s after %v (times %+v)\nQEMU stderr: %s\nconsole:\n%s", why, time.Since(lab.watch.start), lab.watch.times(), stderr.String(), console)
+		tb.Fatalf("%s (times %+v)\nQEMU stderr: %s\nconsole:\n%s", why, lab.watch.times(), stderr.String(), console)
 	}
 	select {
 	case <-lab.watch.rrq:

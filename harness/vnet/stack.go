@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -51,7 +52,8 @@ type StackConfig struct {
 	// Promiscuous accepts IPv4 packets for any destination address, as a DHCP client
 	// must to receive an offer sent to the address it has not taken yet.
 	Promiscuous bool
-	// Queue is how many outbound frames may wait for the switch; 0 means 1024.
+	// Queue is how many outbound frames may wait for the switch; 0 means 1024. A full
+	// queue holds the sender back (as a NIC's ring does) rather than dropping.
 	Queue int
 }
 
@@ -61,7 +63,7 @@ type StackConfig struct {
 type Stack struct {
 	port *Port
 	s    *stack.Stack
-	ep   *channel.Endpoint
+	ep   *linkEndpoint
 	mac  net.HardwareAddr
 
 	mu     sync.Mutex
@@ -104,7 +106,7 @@ func (sw *Switch) NewStack(cfg StackConfig) (*Stack, error) {
 	}
 	st := &Stack{mac: slices.Clone(hw)}
 	st.ctx, st.cancel = context.WithCancel(context.Background())
-	st.ep = channel.New(cfg.Queue, uint32(mtu), tcpip.LinkAddress(hw))
+	st.ep = newLinkEndpoint(cfg.Queue, uint32(mtu), tcpip.LinkAddress(hw))
 	st.s = stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
@@ -479,8 +481,10 @@ func (st *Stack) outbound() {
 	defer st.wg.Done()
 	buf := make([]byte, 0, maxFrame)
 	for {
-		pkt := st.ep.ReadContext(st.ctx)
-		if pkt == nil {
+		var pkt *stack.PacketBuffer
+		select {
+		case pkt = <-st.ep.q:
+		case <-st.ctx.Done():
 			return
 		}
 		buf = buf[:0]
@@ -489,6 +493,79 @@ func (st *Stack) outbound() {
 		}
 		pkt.DecRef()
 		st.port.sw.input(st.port, buf)
+	}
+}
+
+// linkEndpoint is gVisor's channel endpoint with a different outbound queue: a full
+// queue makes WritePackets wait (up to linkFullWait) instead of dropping at once, so a
+// fast TCP sender is paced by the switch instead of losing segments and waiting out
+// retransmission timeouts. The bound on the wait keeps two stacks that answer each
+// other inline (ARP) from waiting on each other forever.
+type linkEndpoint struct {
+	*channel.Endpoint
+	q      chan *stack.PacketBuffer
+	closed chan struct{}
+	once   sync.Once
+}
+
+const linkFullWait = 50 * time.Millisecond
+
+func newLinkEndpoint(queue int, mtu uint32, addr tcpip.LinkAddress) *linkEndpoint {
+	return &linkEndpoint{Endpoint: channel.New(1, mtu, addr), q: make(chan *stack.PacketBuffer, queue), closed: make(chan struct{})}
+}
+
+// WritePackets implements stack.LinkEndpoint.
+func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	n := 0
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for _, pkt := range pkts.AsSlice() {
+		pkt.IncRef()
+		select {
+		case e.q <- pkt:
+			n++
+			continue
+		case <-e.closed:
+			pkt.DecRef()
+			return n, &tcpip.ErrClosedForSend{}
+		default:
+		}
+		if timer == nil {
+			timer = time.NewTimer(linkFullWait)
+		}
+		select {
+		case e.q <- pkt:
+			n++
+			continue
+		case <-e.closed:
+			pkt.DecRef()
+			return n, &tcpip.ErrClosedForSend{}
+		case <-timer.C:
+			pkt.DecRef()
+			if n == 0 {
+				return 0, &tcpip.ErrNoBufferSpace{}
+			}
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+// Close implements stack.LinkEndpoint; queued packets are released.
+func (e *linkEndpoint) Close() {
+	e.once.Do(func() { close(e.closed) })
+	for {
+		select {
+		case pkt := <-e.q:
+			pkt.DecRef()
+		default:
+			e.Endpoint.Close()
+			return
+		}
 	}
 }
 
