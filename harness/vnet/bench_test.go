@@ -336,4 +336,3 @@ func BenchmarkTCPStream(b *testing.B) {
 		}, serveOnce(b, l))
 	})
 }
-

@@ -158,12 +158,15 @@ func (sw *Switch) NewStack(cfg StackConfig) (*Stack, error) {
 	return st, nil
 }
 
-// deriveMAC makes a stable locally administered unicast address from a name.
+// DeriveMAC makes a stable unicast MAC address from a name, in QEMU's 52:54:00 range
+// with the locally administered bit set: the same name gives the same address.
+func DeriveMAC(name string) net.HardwareAddr { return deriveMAC(name) }
+
 func deriveMAC(name string) net.HardwareAddr {
 	h := fnv.New64a()
 	h.Write([]byte(name))
 	s := h.Sum64()
-	return net.HardwareAddr{0x52, 0x54, 0x00 | byte(s>>40)&0x0f | 0x10, byte(s >> 16), byte(s >> 8), byte(s)}
+	return net.HardwareAddr{0x52, 0x54, 0x00, byte(s >> 16), byte(s >> 8), byte(s)}
 }
 
 func checkPrefix(p netip.Prefix) error {

@@ -346,3 +346,58 @@ func TestStackCloseReleasesSockets(t *testing.T) {
 		t.Errorf("AddAddress after Close: %v", err)
 	}
 }
+
+// Several subnets on one lab: the rack holds an address on each (or one stack per
+// subnet), and machines on either reach it.
+func TestSeveralSubnets(t *testing.T) {
+	checkLeaks(t)
+	sw, _ := newTestSwitch(t, Config{})
+	ctx := testCtx(t)
+	second := netip.MustParsePrefix("198.18.1.1/24")
+	rack := newStack(t, sw, StackConfig{Name: "rack", Addrs: []netip.Prefix{DefaultRackAddr, second}})
+	third := newStack(t, sw, StackConfig{Name: "rack-third", Addrs: []netip.Prefix{netip.MustParsePrefix("10.20.0.1/16")}})
+	for _, st := range []*Stack{rack, third} {
+		l, err := st.ListenTCP(netip.MustParseAddrPort("0.0.0.0:80"))
+		must(t, err)
+		name := st.Name()
+		serveHTTP(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "%s %s", name, r.Host)
+		}))
+	}
+	tests := []struct {
+		machine, url, want string
+	}{
+		{"198.18.0.20/24", "http://198.18.0.1/", "rack 198.18.0.1"},
+		{"198.18.1.20/24", "http://198.18.1.1/", "rack 198.18.1.1"},
+		{"10.20.3.4/16", "http://10.20.0.1/", "rack-third 10.20.0.1"},
+	}
+	for i, tt := range tests {
+		m := newStack(t, sw, StackConfig{Name: fmt.Sprintf("m%d", i), Addrs: []netip.Prefix{netip.MustParsePrefix(tt.machine)}})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tt.url, nil)
+		resp, err := httpClient(m).Do(req)
+		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != tt.want {
+			t.Errorf("%s from %s: %q, want %q", tt.url, tt.machine, body, tt.want)
+		}
+	}
+	if diff := cmp.Diff([]netip.Prefix{DefaultRackAddr, second}, rack.Addrs(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("rack addresses (-want +got):\n%s", diff)
+	}
+	// A machine on a subnet the rack has no address on gets no route.
+	m := newStack(t, sw, StackConfig{Name: "stray", Addrs: []netip.Prefix{netip.MustParsePrefix("172.16.0.5/24")}})
+	if _, err := m.DialContext(ctx, "tcp", "198.18.0.1:80"); err == nil {
+		t.Error("dial across subnets without a route succeeded")
+	}
+}
+
+func TestDeriveMAC(t *testing.T) {
+	a, b := DeriveMAC("vm0"), DeriveMAC("vm1")
+	if a.String() != DeriveMAC("vm0").String() || a.String() == b.String() {
+		t.Errorf("DeriveMAC: vm0 %v, vm0 again %v, vm1 %v", a, DeriveMAC("vm0"), b)
+	}
+	if a[0] != 0x52 || a[1] != 0x54 || a[2] != 0 || a[0]&1 != 0 {
+		t.Errorf("DeriveMAC(vm0) = %v: want 52:54:00:xx:xx:xx", a)
+	}
+}
