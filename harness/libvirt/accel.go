@@ -54,15 +54,17 @@ func (d *Driver) Accel(ctx context.Context) (Accel, error) {
 		d.accel, d.accelReason = v.Accel, v.Reason+" (cached in "+d.accelCacheFile()+")"
 		return d.accel, nil
 	}
-	accel, reason, err := d.probeKVM(ctx)
+	accel, reason, keep, err := d.probeKVM(ctx)
 	if err != nil {
 		return "", err
 	}
 	d.accel, d.accelReason = accel, reason
 	d.log.Info("accelerator chosen", "accel", accel, "reason", reason)
-	cache[d.opts.URI] = accelVerdict{Accel: accel, Reason: reason, Time: time.Now().UTC()}
-	if err := writeAccelCache(d.accelCacheFile(), cache); err != nil {
-		d.log.Warn("caching the KVM verdict", "err", err)
+	if keep {
+		cache[d.opts.URI] = accelVerdict{Accel: accel, Reason: reason, Time: time.Now().UTC()}
+		if err := writeAccelCache(d.accelCacheFile(), cache); err != nil {
+			d.log.Warn("caching the KVM verdict", "err", err)
+		}
 	}
 	return accel, nil
 }
@@ -75,8 +77,23 @@ func (d *Driver) AccelReason() string {
 }
 
 // probeKVM tries a KVM guest. The error is for cancellation only: every other failure
-// is a verdict of TCG with its reason.
-func (d *Driver) probeKVM(ctx context.Context) (Accel, string, error) {
+// is a verdict of TCG with its reason. keep is false for verdicts not to cache: a probe
+// that ran out of time on a loaded host says nothing for sure.
+func (d *Driver) probeKVM(ctx context.Context) (_ Accel, _ string, keep bool, _ error) {
+	a, reason, err := d.probeKVMOnce(ctx)
+	return a, reason, !errors.Is(err, errProbeTimeout), ignoreTimeout(err)
+}
+
+var errProbeTimeout = errors.New("KVM probe timed out")
+
+func ignoreTimeout(err error) error {
+	if errors.Is(err, errProbeTimeout) {
+		return nil
+	}
+	return err
+}
+
+func (d *Driver) probeKVMOnce(ctx context.Context) (Accel, string, error) {
 	if !d.local {
 		return AccelTCG, "remote libvirt host: KVM not probed", nil
 	}
@@ -97,6 +114,9 @@ func (d *Driver) probeKVM(ctx context.Context) (Accel, string, error) {
 		if ctx.Err() != nil {
 			return "", "", ctx.Err()
 		}
+		if pctx.Err() != nil {
+			return AccelTCG, fmt.Sprintf("the KVM probe could not define its domain in %v: %v", probeTimeout, err), errProbeTimeout
+		}
 		return AccelTCG, fmt.Sprintf("libvirt refused a KVM domain: %v", err), nil
 	}
 	defer func() {
@@ -107,6 +127,9 @@ func (d *Driver) probeKVM(ctx context.Context) (Accel, string, error) {
 	if err := v.PowerOn(pctx); err != nil {
 		if ctx.Err() != nil {
 			return "", "", ctx.Err()
+		}
+		if pctx.Err() != nil {
+			return AccelTCG, fmt.Sprintf("the KVM probe could not start its domain in %v: %v", probeTimeout, err), errProbeTimeout
 		}
 		return AccelTCG, fmt.Sprintf("QEMU failed to start with KVM: %v", err), nil
 	}
@@ -132,7 +155,7 @@ func (d *Driver) probeKVM(ctx context.Context) (Accel, string, error) {
 		case <-ctx.Done():
 			return "", "", ctx.Err()
 		case <-pctx.Done():
-			return AccelTCG, fmt.Sprintf("a KVM guest did not reach OVMF's boot manager in %v", probeTimeout), nil
+			return AccelTCG, fmt.Sprintf("a KVM guest did not reach OVMF's boot manager in %v", probeTimeout), errProbeTimeout
 		case <-tick.C:
 		}
 	}

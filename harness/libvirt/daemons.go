@@ -7,7 +7,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -59,6 +62,11 @@ func EnsureDaemons(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if os.Geteuid() == 0 {
+		if err := fixKVMNode(); err != nil {
+			return err
+		}
+	}
 	if socketAlive(VirtlogdSocket) && socketAlive(SystemSocket) {
 		return nil
 	}
@@ -74,6 +82,39 @@ func EnsureDaemons(ctx context.Context) error {
 		if err := startDaemon(ctx, libvirtd, SystemSocket); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// fixKVMNode applies Debian's udev rule for /dev/kvm (group kvm, mode 0660) where no
+// udev ran. Without it QEMU's user (libvirt-qemu, in group kvm) cannot open /dev/kvm
+// while libvirtd's QEMU probe, run as root, could: libvirt 9.0 then finds its cached
+// capabilities stale ("KVM was enabled when probing ..., but it is not available now")
+// and probes QEMU again on every call, which makes each define take a minute under
+// load. A host without a kvm group or without /dev/kvm is left as it is.
+func fixKVMNode() error {
+	const node = "/dev/kvm"
+	st, err := os.Stat(node)
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	g, err := user.LookupGroup("kvm")
+	if err != nil {
+		return nil
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return nil
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if ok && int(sys.Gid) == gid && st.Mode().Perm()&0o060 == 0o060 {
+		return nil
+	}
+	if err := os.Chown(node, -1, gid); err != nil {
+		return fmt.Errorf("giving %s to group kvm (as udev does): %w", node, err)
+	}
+	if err := os.Chmod(node, st.Mode().Perm()|0o660); err != nil {
+		return fmt.Errorf("making %s group read-write (as udev does): %w", node, err)
 	}
 	return nil
 }
