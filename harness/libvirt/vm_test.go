@@ -195,7 +195,7 @@ type bootCase struct {
 
 func TestVMBootsToPXE(t *testing.T) {
 	for _, c := range []bootCase{
-		{machine.BIOS, "iPXE", 0},             // SeaBIOS runs QEMU's iPXE ROM: "Intel x86PC"
+		{machine.BIOS, "iPXE", 0},                // SeaBIOS runs QEMU's iPXE ROM: "Intel x86PC"
 		{machine.UEFI, "Start PXE over IPv4", 7}, // OVMF's own PXE: "EFI x86-64"
 	} {
 		t.Run(string(c.firmware), func(t *testing.T) { testVMBoot(t, c) })
