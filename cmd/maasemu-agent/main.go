@@ -7,6 +7,7 @@
 //
 //	maasemu-agent ephemeral [--curtin DIR]          what cloud-init + curtin do in MAAS's ephemeral
 //	maasemu-agent install --config FILE... SOURCE   curtin install (local runs and tests)
+//	maasemu-agent sim-ephemeral ...                 a simulated machine's ephemeral (started by the sim driver)
 //	maasemu-agent firstboot                          cloud-init's first boot (same as cloud-init init)
 //	maasemu-agent curtin|cloud-init|netplan ARGS     the multi-call entries by name
 //	maasemu-agent version
@@ -54,6 +55,8 @@ func Main(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io
 		return ephemeralMain(ctx, args[1:], stdout, stderr)
 	case "install":
 		return installMain(ctx, args[1:], stdout, stderr)
+	case "sim-ephemeral":
+		return simEphemeralMain(ctx, args[1:], stdout, stderr)
 	case "firstboot":
 		return cloudInitMain(ctx, []string{"init"}, stdout, stderr)
 	case "curtin":

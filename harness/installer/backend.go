@@ -36,6 +36,13 @@ type GrubEmulator interface {
 	EmulateGrub(ctx context.Context, req storage.GrubRequest, log io.Writer) error
 }
 
+// BootloaderEnsurer is implemented by backends on which an image's curtin-hooks cannot
+// install a bootloader themselves (simulated machines: no block devices): after the hooks
+// ran, it installs one where they left none, saying so in the log, and reports whether it did.
+type BootloaderEnsurer interface {
+	EnsureBootloader(ctx context.Context, target string, uefi bool, log io.Writer) (bool, error)
+}
+
 // SwapEmulator is implemented by backends whose target is not a mounted filesystem and
 // so need to know its free space and type for curtin's swap sizing.
 type SwapEmulator interface {

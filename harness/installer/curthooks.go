@@ -99,7 +99,13 @@ func (c *cmdEnv) curthooks(ctx context.Context, args []string) error {
 	}
 	if mode == "auto" || mode == "target" {
 		ran, err := c.runHookIfExists(ctx, "curtin-hooks")
-		if ran || err != nil {
+		if err != nil {
+			return err
+		}
+		if ran {
+			if be, ok := c.r.opts.Backend.(BootloaderEnsurer); ok {
+				_, err = be.EnsureBootloader(ctx, c.target, c.r.uefi(), c.out)
+			}
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ package machine
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 )
@@ -88,4 +89,18 @@ type Machine interface {
 	// ConsolePath is the host path of the serial console log, or "" when there is none.
 	ConsolePath() string
 	Destroy(ctx context.Context) error
+}
+
+// KernelName is the name a Linux guest gives the i-th disk of this kind on its bus, and its
+// /dev/disk/by-id path (as udev names QEMU's disks with their serials).
+func KernelName(d Disk, i int) (name, byID string) {
+	switch d.Bus {
+	case "sata":
+		return fmt.Sprintf("sd%c", 'a'+i), "/dev/disk/by-id/ata-QEMU_HARDDISK_" + d.Serial
+	case "scsi":
+		return fmt.Sprintf("sd%c", 'a'+i), "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_" + d.Serial
+	case "nvme":
+		return fmt.Sprintf("nvme%dn1", i), "/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_" + d.Serial
+	}
+	return fmt.Sprintf("vd%c", 'a'+i), "/dev/disk/by-id/virtio-" + d.Serial
 }

@@ -4,16 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
+	"syscall"
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/maasemu/maasemu/harness/installer/ephemeral"
 	"github.com/maasemu/maasemu/harness/installer/firstboot"
-	"github.com/maasemu/maasemu/harness/installer/imagedisk"
 	"github.com/maasemu/maasemu/harness/machine"
 	"github.com/maasemu/maasemu/harness/sim/bootscript"
 	"github.com/maasemu/maasemu/harness/vnet"
@@ -53,47 +53,12 @@ func (m *Machine) ephemeral(ctx context.Context, fw *firmware, act bootscript.Ac
 	} else if root != "" {
 		con.say("sim: root=%s is not a squash: URL; the simulated ephemeral only knows MAAS's squashfs roots", root)
 	}
-	eroot, err := os.MkdirTemp(m.dir, "ephemeral-")
-	if err != nil {
-		con.say("sim: %v", err)
-		return bootIdle
-	}
-	defer os.RemoveAll(eroot)
-	var disks []imagedisk.Disk
-	for i, p := range m.disks {
-		disks = append(disks, imagedisk.Disk{Path: p, Serial: m.spec.Disks[i].Serial})
-	}
-	backend, err := imagedisk.New(disks...)
-	if err != nil {
-		con.say("sim: %v", err)
-		return bootIdle
-	}
-	uefi := m.spec.Firmware == machine.UEFI
-	var mode string
-	res, err := ephemeral.Run(ctx, ephemeral.Options{
-		Cmdline:    act.Cmdline,
-		Root:       eroot,
-		HTTPClient: fw.http,
-		Backend:    backend,
-		Console:    con,
-		WorkDir:    filepath.Join(eroot, "tmp"),
-		CurtinDir:  m.d.cfg.CurtinDir,
-		AgentPath:  m.d.cfg.AgentPath,
-		UEFI:       &uefi,
-		Logger:     m.d.log,
-		Power: func(_ context.Context, pm string) error {
-			mode = pm
-			return nil
-		},
-	})
+	mode, err := m.runAgent(ctx, fw, act.Cmdline)
 	if ctx.Err() != nil {
 		return bootIdle
 	}
 	if err != nil {
-		con.say("maasemu-agent: %v", err)
-	}
-	if res.PowerMode != "" {
-		mode = res.PowerMode
+		con.say("sim: %v", err)
 	}
 	switch mode {
 	case "reboot":
@@ -105,6 +70,62 @@ func (m *Machine) ephemeral(ctx context.Context, fw *firmware, act bootscript.Ac
 		return bootHalt
 	}
 	return bootIdle
+}
+
+// runAgent runs the ephemeral's work: maasemu-agent sim-ephemeral, in a mount namespace
+// of its own whose /dev holds none of the host's disks, reaching the rack through a proxy
+// into this machine's virtual NIC. It returns the power_state action taken.
+func (m *Machine) runAgent(ctx context.Context, fw *firmware, cmdline string) (string, error) {
+	agent := m.d.cfg.AgentPath
+	if agent == "" {
+		return "", errors.New("no maasemu-agent binary to run the ephemeral (sim.Config.AgentPath)")
+	}
+	eroot, err := os.MkdirTemp(m.dir, "ephemeral-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(eroot)
+	px, err := startProxy(fw.nic.DialContext)
+	if err != nil {
+		return "", err
+	}
+	defer px.close()
+	args := []string{"sim-ephemeral", "--cmdline", cmdline, "--proxy", px.URL(), "--root", eroot}
+	for i, p := range m.disks {
+		name, _ := machine.KernelName(m.spec.Disks[i], i)
+		args = append(args, "--image-disk", fmt.Sprintf("%s,name=/dev/%s,serial=%s", p, name, m.spec.Disks[i].Serial))
+	}
+	if m.spec.Firmware == machine.UEFI {
+		args = append(args, "--uefi")
+	}
+	if m.d.cfg.CurtinDir != "" {
+		args = append(args, "--curtin", m.d.cfg.CurtinDir)
+	}
+	cmd := exec.CommandContext(ctx, agent, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if uid := os.Getuid(); uid != 0 {
+		// Without root, a user namespace makes the mount namespace possible.
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
+	}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Stdout, cmd.Stderr = fw.con, fw.con
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		switch ee.ExitCode() {
+		case 40:
+			return "reboot", nil
+		case 41:
+			return "poweroff", nil
+		case 42:
+			return "halt", nil
+		}
+		return "", fmt.Errorf("the ephemeral's agent exited %d", ee.ExitCode())
+	}
+	return "", err
 }
 
 func (fw *firmware) checkSquashfs(ctx context.Context, u string) error {

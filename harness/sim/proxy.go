@@ -3,34 +3,29 @@ package sim
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 )
 
-// proxy is how the programs a simulated machine runs (curtin hooks, late commands such as
-// MAAS's `wget ... op=netboot_off`) reach the virtual network: they run as host processes,
-// which have no route to it, so they get an HTTP proxy on the host's loopback that sends
-// their requests out of the machine's own virtual NIC.
+// proxy is how a simulated machine's ephemeral (the agent process, and the curtin hooks
+// and late commands it runs, such as MAAS's `wget ... op=netboot_off`) reaches the virtual
+// network: host processes have no route to it, so they get an HTTP proxy on the host's
+// loopback that sends their requests out of the machine's own virtual NIC.
 type proxy struct {
 	srv  *http.Server
 	ln   net.Listener
 	done chan struct{}
-	// bin holds the wget wrapper that makes MAAS's `wget --no-proxy` use the proxy.
-	bin string
 }
 
-func startProxy(dial func(ctx context.Context, network, addr string) (net.Conn, error), dir string) (*proxy, error) {
+func startProxy(dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	tr := &http.Transport{DialContext: dial, Proxy: nil, MaxIdleConnsPerHost: 2, ResponseHeaderTimeout: 2 * time.Minute}
-	p := &proxy{ln: ln, done: make(chan struct{}), bin: filepath.Join(dir, "sim-bin")}
+	p := &proxy{ln: ln, done: make(chan struct{})}
 	p.srv = &http.Server{
 		ReadHeaderTimeout: 30 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -57,25 +52,6 @@ func startProxy(dial func(ctx context.Context, network, addr string) (net.Conn, 
 			_, _ = io.Copy(w, resp.Body)
 		}),
 	}
-	if err := os.MkdirAll(p.bin, 0o755); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	wget, err := findWget()
-	if err != nil {
-		ln.Close()
-		return nil, err
-	}
-	wrapper := fmt.Sprintf(`#!/bin/sh
-# maasemu sim: this machine's programs run on the host, where the virtual network is
-# reachable only through the machine's proxy; --no-proxy would bypass it, so it is dropped.
-for a in "$@"; do shift; [ "$a" = "--no-proxy" ] || set -- "$@" "$a"; done
-exec %s -e use_proxy=on -e http_proxy=%s "$@"
-`, wget, p.URL())
-	if err := os.WriteFile(filepath.Join(p.bin, "wget"), []byte(wrapper), 0o755); err != nil {
-		ln.Close()
-		return nil, err
-	}
 	go func() {
 		defer close(p.done)
 		_ = p.srv.Serve(ln)
@@ -87,26 +63,12 @@ exec %s -e use_proxy=on -e http_proxy=%s "$@"
 // URL is the proxy's address for http_proxy.
 func (p *proxy) URL() string { return "http://" + p.ln.Addr().String() }
 
-// Env is what the machine's programs need: the proxy and the wrapper first on PATH.
-func (p *proxy) Env() map[string]string {
-	return map[string]string{"http_proxy": p.URL(), "HTTP_PROXY": p.URL(), "no_proxy": "", "MAASEMU_SIM": "1"}
-}
-
 func (p *proxy) close() error {
 	err := p.srv.Close()
 	<-p.done
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
-	return errors.Join(err, os.RemoveAll(p.bin))
+	return err
 }
 
-func findWget() (string, error) {
-	for _, d := range []string{"/usr/bin", "/bin", "/usr/local/bin"} {
-		p := filepath.Join(d, "wget")
-		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", errors.New("sim: wget is not installed on this host; MAAS's late commands need it (apt-get install wget)")
-}

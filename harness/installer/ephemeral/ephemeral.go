@@ -42,6 +42,10 @@ type Options struct {
 	// HostRoot defaults to Root.
 	WorkDir, HostRoot, CurtinDir, AgentPath string
 	UEFI                                    *bool
+	// Env and Intercept are passed to installer.Run: a simulated machine uses them so that
+	// stage commands reach the region through its virtual NIC.
+	Env       map[string]string
+	Intercept func(ctx context.Context, argv []string, shell string, env map[string]string, out io.Writer) (rc int, handled bool, err error)
 	// Reporter observes every event (cloud-init's and curtin's) in-process.
 	Reporter installer.Reporter
 	// Power performs power_state ("reboot", "poweroff", "halt"); nil does nothing.
@@ -221,7 +225,7 @@ func install(ctx context.Context, o Options, client *oauth.Client, ds cloudinit.
 		Configs: ic.Configs, Args: ic.Args, Backend: o.Backend, HTTPClient: o.HTTPClient,
 		Reporter: o.Reporter, Log: o.Console, WorkDir: o.WorkDir, HostRoot: o.HostRoot,
 		CurtinDir: o.CurtinDir, AgentPath: o.AgentPath, UEFI: o.UEFI, ProcCmdline: cmdline,
-		Logger: o.Logger, Now: o.Now, Trace: o.Trace, Machine: o.Machine,
+		Logger: o.Logger, Now: o.Now, Trace: o.Trace, Machine: o.Machine, Env: o.Env, Intercept: o.Intercept,
 	})
 }
 

@@ -224,6 +224,8 @@ func (g *grub) command(raw []string, depth int) (*Action, error) {
 			default:
 				if value == "" {
 					value = a
+				} else if strings.HasPrefix(cmd, "search.") {
+					set = a // search.fs_uuid UUID VAR
 				}
 			}
 		}
