@@ -36,7 +36,7 @@ func hardware(mac string) commissioning.Hardware {
 		},
 		NICs: []commissioning.NIC{
 			{Name: "ens3", MAC: mac, SpeedMbps: 1000, Addresses: []string{"198.18.0.50/24"}},
-			{Name: "ens4", MAC: "52:54:00:99:00:02", Disconnected: true},
+			{Name: "ens4", MAC: strings.Replace(mac, "52:54:00", "52:54:01", 1), Disconnected: true},
 		}}
 }
 
@@ -183,7 +183,7 @@ func TestEndToEndCommissionDeploy(t *testing.T) {
 	for _, i := range m.InterfaceSet {
 		nics = append(nics, i.Name+" "+i.MACAddress)
 	}
-	if diff := cmp.Diff([]string{"ens3 " + mac, "ens4 52:54:00:99:00:02"}, nics); diff != "" {
+	if diff := cmp.Diff([]string{"ens3 " + mac, "ens4 52:54:01:12:34:56"}, nics); diff != "" {
 		t.Errorf("commissioned interfaces (-want +got):\n%s", diff)
 	}
 	// The commissioning key died with the owner change at Ready.

@@ -128,6 +128,13 @@ func (r *Region) expireOperations(ctx context.Context) {
 	}
 }
 
+// CheckTimeouts runs the status monitor's check now: machines whose operation is past
+// its deadline are marked failed. The region runs it every Options.MonitorInterval; tests
+// with a settable clock call it to decide when it runs.
+func (r *Region) CheckTimeouts(ctx context.Context) {
+	r.expireOperations(ctx)
+}
+
 // errNothingToDo makes updateMachine change nothing without reporting an error.
 var errNothingToDo = fmt.Errorf("nothing to do")
 
