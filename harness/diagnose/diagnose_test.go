@@ -56,7 +56,7 @@ func TestDiagnose(t *testing.T) {
 		},
 		{
 			name: "tar of raw disk",
-			in: Input{Status: failed, InstallLog: "tar: This does not look like a tar archive\ntar: Exiting with failure status due to previous errors\n"},
+			in:   Input{Status: failed, InstallLog: "tar: This does not look like a tar archive\ntar: Exiting with failure status due to previous errors\n"},
 			id:   "filetype-mismatch", phase: timeline.CurtinPart,
 			says: []string{"This does not look like a tar archive"},
 		},
@@ -74,17 +74,17 @@ func TestDiagnose(t *testing.T) {
 		},
 		{
 			name: "no netplan",
-			in: Input{Status: failed, InstallLog: "netplan not detected, MAAS will not be able to configure this machine properly\n"},
+			in:   Input{Status: failed, InstallLog: "netplan not detected, MAAS will not be able to configure this machine properly\n"},
 			id:   "no-netplan", phase: timeline.CurtinLate, says: []string{"no netplan"},
 		},
 		{
 			name: "needs curtin",
-			in: Input{Status: failed, InstallLog: "Traceback (most recent call last):\n  File \"/tmp/t/target/curtin/curtin-hooks\", line 5\n    from curtin import distro\nModuleNotFoundError: No module named 'curtin'\n" + hookLog[strings.Index(hookLog, "curtin.util"):]},
+			in:   Input{Status: failed, InstallLog: "Traceback (most recent call last):\n  File \"/tmp/t/target/curtin/curtin-hooks\", line 5\n    from curtin import distro\nModuleNotFoundError: No module named 'curtin'\n" + hookLog[strings.Index(hookLog, "curtin.util"):]},
 			id:   "needs-real-curtin", phase: timeline.CurtinHooks, says: []string{"imports the curtin Python package"},
 		},
 		{
 			name: "truncated",
-			in: Input{Status: failed, FailedPhase: timeline.CurtinExtr, InstallLog: "gzip: stdin: unexpected end of file\ntar: Unexpected EOF in archive\n"},
+			in:   Input{Status: failed, FailedPhase: timeline.CurtinExtr, InstallLog: "gzip: stdin: unexpected end of file\ntar: Unexpected EOF in archive\n"},
 			id:   "truncated-image", phase: timeline.CurtinExtr, says: []string{"truncated or corrupt"},
 		},
 		{
@@ -138,7 +138,7 @@ func TestDiagnose(t *testing.T) {
 		},
 		{
 			name: "power cut",
-			in: Input{Status: failed, FailedPhase: timeline.CurtinExtr, Events: []trace.Event{{Kind: trace.KindMachineDestroyed, Message: "domain destroyed"}}},
+			in:   Input{Status: failed, FailedPhase: timeline.CurtinExtr, Events: []trace.Event{{Kind: trace.KindMachineDestroyed, Message: "domain destroyed"}}},
 			id:   "power-lost", phase: timeline.CurtinExtr, says: []string{"lost power during curtin extract"},
 		},
 		{

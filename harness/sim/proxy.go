@@ -71,4 +71,3 @@ func (p *proxy) close() error {
 	}
 	return err
 }
-

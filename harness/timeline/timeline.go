@@ -17,13 +17,13 @@ type Phase string
 
 // The phases, in the order a deployment goes through them.
 const (
-	Power        Phase = "power"         // deploy requested -> first DHCP discover
-	DHCP         Phase = "dhcp"          // first discover -> ack
-	Bootloader   Phase = "bootloader"    // ack -> bootloader fetched
-	Config       Phase = "config"        // bootloader fetched -> install boot config served
-	Kernel       Phase = "kernel"        // config -> kernel and initrd fetched
-	Ephemeral    Phase = "ephemeral"     // initrd fetched -> curtin starts (squashfs, preseed, datasource)
-	CurtinEarly  Phase = "curtin-early"  // curtin stages, from its webhook events
+	Power        Phase = "power"        // deploy requested -> first DHCP discover
+	DHCP         Phase = "dhcp"         // first discover -> ack
+	Bootloader   Phase = "bootloader"   // ack -> bootloader fetched
+	Config       Phase = "config"       // bootloader fetched -> install boot config served
+	Kernel       Phase = "kernel"       // config -> kernel and initrd fetched
+	Ephemeral    Phase = "ephemeral"    // initrd fetched -> curtin starts (squashfs, preseed, datasource)
+	CurtinEarly  Phase = "curtin-early" // curtin stages, from its webhook events
 	CurtinPart   Phase = "curtin-partitioning"
 	CurtinNet    Phase = "curtin-network"
 	CurtinExtr   Phase = "curtin-extract"

@@ -43,18 +43,18 @@ func a(kv ...string) map[string]any {
 
 // A full BIOS deployment as the rack, region and webhook report it.
 var biosDeploy = []step{
-	{kind: trace.KindStatusChange, attrs: a("from", "Allocated", "to", "Deploying")},  // 0 power
-	{kind: trace.KindPower, attrs: a("action", "on")},                                 // 1
-	{kind: trace.KindDHCPDiscover, mac: true},                                         // 2 dhcp
-	{kind: trace.KindDHCPOffer, mac: true},                                            // 3
-	{kind: trace.KindDHCPRequest, mac: true},                                          // 4
-	{kind: trace.KindDHCPAck, mac: true},                                              // 5 bootloader
-	{kind: trace.KindTFTPRead, mac: true, attrs: a("file", "lpxelinux.0")},            // 6 config
-	{kind: trace.KindTFTPRead, mac: true, attrs: a("file", "ldlinux.c32")},            // 7
-	{kind: trace.KindBootConfig, attrs: a("purpose", "xinstall")},                     // 8 kernel
-	{kind: trace.KindHTTPGet, mac: true, attrs: a("path", "/images/x/boot-kernel")},   // 9
-	{kind: trace.KindHTTPGet, mac: true, attrs: a("path", "/images/x/boot-initrd")},   // 10 ephemeral
-	{kind: trace.KindDHCPDiscover, mac: true}, // 11: the ephemeral's initramfs DHCP
+	{kind: trace.KindStatusChange, attrs: a("from", "Allocated", "to", "Deploying")}, // 0 power
+	{kind: trace.KindPower, attrs: a("action", "on")},                                // 1
+	{kind: trace.KindDHCPDiscover, mac: true},                                        // 2 dhcp
+	{kind: trace.KindDHCPOffer, mac: true},                                           // 3
+	{kind: trace.KindDHCPRequest, mac: true},                                         // 4
+	{kind: trace.KindDHCPAck, mac: true},                                             // 5 bootloader
+	{kind: trace.KindTFTPRead, mac: true, attrs: a("file", "lpxelinux.0")},           // 6 config
+	{kind: trace.KindTFTPRead, mac: true, attrs: a("file", "ldlinux.c32")},           // 7
+	{kind: trace.KindBootConfig, attrs: a("purpose", "xinstall")},                    // 8 kernel
+	{kind: trace.KindHTTPGet, mac: true, attrs: a("path", "/images/x/boot-kernel")},  // 9
+	{kind: trace.KindHTTPGet, mac: true, attrs: a("path", "/images/x/boot-initrd")},  // 10 ephemeral
+	{kind: trace.KindDHCPDiscover, mac: true},                                        // 11: the ephemeral's initramfs DHCP
 	{kind: trace.KindWebhookEvent, attrs: a("name", "cmd-install", "event_type", "start")},
 	{kind: trace.KindWebhookEvent, attrs: a("name", "cmd-install/stage-early", "event_type", "start")},        // 13
 	{kind: trace.KindWebhookEvent, attrs: a("name", "cmd-install/stage-partitioning", "event_type", "start")}, // 14
@@ -67,12 +67,12 @@ var biosDeploy = []step{
 	{kind: trace.KindWebhookEvent, attrs: a("name", "cmd-install/stage-late", "event_type", "finish", "result", "SUCCESS")}, // 21 netboot-off
 	{kind: trace.KindWebhookEvent, attrs: a("name", "cmd-install", "event_type", "finish", "result", "SUCCESS")},
 	{kind: trace.KindWebhookEvent, attrs: a("name", "modules-final", "event_type", "finish", "result", "SUCCESS")}, // 23 reboot
-	{kind: trace.KindDHCPDiscover, mac: true},                                       // 24 local boot
-	{kind: trace.KindDHCPAck, mac: true},                                            // 25
-	{kind: trace.KindTFTPRead, mac: true, attrs: a("file", "lpxelinux.0")},          // 26
-	{kind: trace.KindBootConfig, attrs: a("purpose", "local")},                      // 27 first boot
-	{kind: trace.KindUserDataRead},                                                  // 28
-	{kind: trace.KindStatusChange, attrs: a("from", "Deploying", "to", "Deployed")}, // 29 deployed
+	{kind: trace.KindDHCPDiscover, mac: true},                                                                      // 24 local boot
+	{kind: trace.KindDHCPAck, mac: true},                                                                           // 25
+	{kind: trace.KindTFTPRead, mac: true, attrs: a("file", "lpxelinux.0")},                                         // 26
+	{kind: trace.KindBootConfig, attrs: a("purpose", "local")},                                                     // 27 first boot
+	{kind: trace.KindUserDataRead},                                                                                 // 28
+	{kind: trace.KindStatusChange, attrs: a("from", "Deploying", "to", "Deployed")},                                // 29 deployed
 }
 
 func TestFullDeploy(t *testing.T) {
