@@ -18,6 +18,7 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/maasemu/maasemu/fakemaas"
 	"github.com/maasemu/maasemu/harness/machine"
@@ -465,4 +466,125 @@ func freeUDP(t *testing.T) uint16 {
 	}
 	defer c.Close()
 	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// TestNICModelsNetworkBoot checks that every NIC model PXE boots under both firmwares:
+// a DHCPDISCOVER with the firmware's architecture reaches the switch. Under UEFI,
+// virtio uses OVMF's own driver and the others QEMU's iPXE EFI ROMs.
+func TestNICModelsNetworkBoot(t *testing.T) {
+	ctx := t.Context()
+	d := newVMDriver(t, ctx, nil)
+	sw, err := vnet.NewSwitch(vnet.Config{Name: "lv-models", Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	sniff, err := sw.AttachRaw("sniffer", vnet.RawOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	for _, fw := range []machine.Firmware{machine.BIOS, machine.UEFI} {
+		for _, model := range []string{ModelVirtio, ModelE1000, ModelE1000e, ModelRTL8139} {
+			t.Run(string(fw)+"-"+model, func(t *testing.T) {
+				i++
+				mac := DeriveMAC("models", i)
+				port, err := sw.AttachUDP(vnet.UDPPortConfig{Name: fmt.Sprintf("vm%d", i), MAC: mac})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer port.Close()
+				m, err := d.Create(ctx, machine.Spec{
+					Name: fmt.Sprintf("%s-%s", fw, model), Firmware: fw, MemoryMiB: 256,
+					NICs: []machine.NIC{{MAC: mac, Model: model, UDP: port.Attachment()}},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Destroy(ctx)
+				if err := m.PowerOn(ctx); err != nil {
+					t.Fatal(err)
+				}
+				dctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+				defer cancel()
+				disc := sniffer(sniff).discover(t, dctx, mac.String())
+				want := uint16(0)
+				if fw == machine.UEFI {
+					want = 7
+				}
+				if arch := disc.ClientArch(); len(arch) == 0 || uint16(arch[0]) != want {
+					t.Errorf("client arch %v, want %d", arch, want)
+				}
+			})
+		}
+	}
+}
+
+// TestDiskIdentityReachesQEMU checks, in QEMU's own device tree, that every disk bus
+// gets the device and the serial (and model) asked for: storage configs match disks by
+// serial, so these must be what the guest sees.
+func TestDiskIdentityReachesQEMU(t *testing.T) {
+	ctx := t.Context()
+	d := newVMDriver(t, ctx, nil)
+	for _, fw := range []machine.Firmware{machine.BIOS, machine.UEFI} {
+		t.Run(string(fw), func(t *testing.T) {
+			m, err := d.CreateVM(ctx, machine.Spec{Name: "ids-" + string(fw), Firmware: fw, MemoryMiB: 256, Disks: []machine.Disk{
+				{SizeBytes: gib, Serial: "VIRT0"},
+				{SizeBytes: gib, Bus: BusSATA, Serial: "SATA1", Model: "Samsung SSD 860"},
+				{SizeBytes: gib, Bus: BusSCSI, Serial: "SCSI2", Model: "PERC H730"},
+				{SizeBytes: gib, Bus: BusNVMe, Serial: "NVME3"},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Destroy(ctx)
+			if err := m.PowerOn(ctx); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.CommandContext(ctx, "virsh", "-c", URISystem, "qemu-monitor-command", "--hmp", m.Domain(), "info qtree").CombinedOutput()
+			if err != nil {
+				t.Fatalf("info qtree: %v: %s", err, out)
+			}
+			type dev struct{ Type, Model, Product string }
+			got := map[string]dev{} // by serial
+			var cur dev
+			serial := ""
+			flush := func() {
+				if serial != "" {
+					got[serial] = cur
+				}
+			}
+			for _, line := range strings.Split(string(out), "\n") {
+				line = strings.TrimSpace(line)
+				if typ, ok := strings.CutPrefix(line, "dev: "); ok {
+					flush()
+					cur, serial = dev{Type: strings.Split(typ, ",")[0]}, ""
+					continue
+				}
+				key, val, ok := strings.Cut(line, " = ")
+				if !ok {
+					continue
+				}
+				val = strings.Trim(val, `"`)
+				switch key {
+				case "model":
+					cur.Model = val
+				case "product":
+					cur.Product = val
+				case "serial":
+					serial = val
+				}
+			}
+			flush()
+			want := map[string]dev{
+				"VIRT0": {Type: "virtio-blk-device"},
+				"SATA1": {Type: "ide-hd", Model: "Samsung SSD 860"},
+				"SCSI2": {Type: "scsi-hd", Product: "PERC H730"},
+				"NVME3": {Type: "nvme"},
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("QEMU devices by serial (-want +got):\n%s", diff)
+			}
+		})
+	}
 }
