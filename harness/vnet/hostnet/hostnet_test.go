@@ -23,6 +23,7 @@ import (
 	"github.com/maasemu/maasemu/pxe/dhcp4"
 	"github.com/maasemu/maasemu/trace"
 	"github.com/pin/tftp/v3"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -221,5 +222,70 @@ func TestAddressNotOnInterface(t *testing.T) {
 	})
 	if err != nil {
 		t.Error(err)
+	}
+}
+
+// A router solicitation sent in the client namespace gets the do-nothing advertisement.
+func TestRouterAdvertisements(t *testing.T) {
+	srvNS, cliNS := labNetns(t)
+	var it *hostnet.Interface
+	if err := inNetns(srvNS, func() (err error) { it, err = hostnet.Lookup("br0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- inNetns(srvNS, func() error { return it.ServeRouterAdvertisements(ctx) })
+	}()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("ServeRouterAdvertisements: %v", err)
+		}
+	}()
+
+	var got []byte
+	var hopLimit int
+	err := inNetns(cliNS, func() error {
+		c, err := net.ListenPacket("ip6:ipv6-icmp", "::")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		p := ipv6.NewPacketConn(c)
+		var f ipv6.ICMPFilter
+		f.SetAll(true)
+		f.Accept(ipv6.ICMPTypeRouterAdvertisement)
+		p.SetICMPFilter(&f)
+		p.SetMulticastHopLimit(255)
+		p.SetControlMessage(ipv6.FlagHopLimit, true)
+		rs := []byte{byte(ipv6.ICMPTypeRouterSolicitation), 0, 0, 0, 0, 0, 0, 0}
+		buf := make([]byte, 1500)
+		// The server's socket may not be listening yet, and the link-local addresses may
+		// still be tentative: solicit until answered.
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			p.WriteTo(rs, nil, &net.IPAddr{IP: net.ParseIP("ff02::2"), Zone: "vc"})
+			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			n, cm, _, err := p.ReadFrom(buf)
+			if err != nil {
+				continue
+			}
+			got = append([]byte(nil), buf[:n]...)
+			if cm != nil {
+				hopLimit = cm.HopLimit
+			}
+			return nil
+		}
+		return fmt.Errorf("no router advertisement")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < 16 || got[0] != 134 || got[5] != 0 || got[6] != 0 || got[7] != 0 || hopLimit != 255 {
+		t.Errorf("advertisement % x (hop limit %d): want type 134, no flags, router lifetime 0, hop limit 255", got, hopLimit)
+	}
+	if len(got) == 24 && !bytes.Equal(got[18:24], it.MAC) {
+		t.Errorf("source link-layer address %x, want %v", got[18:24], it.MAC)
 	}
 }
