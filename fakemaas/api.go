@@ -27,9 +27,15 @@ func (r *Region) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(APIPrefix, http.HandlerFunc(r.serveAPI))
 	mux.Handle("/MAAS/boot-resources/", http.HandlerFunc(r.serveBootResourceFile))
-	mux.Handle(MetadataPrefix, http.HandlerFunc(r.serveMetadata))
-	mux.Handle(strings.TrimSuffix(MetadataPrefix, "/"), http.HandlerFunc(r.serveMetadata))
-	return mux
+	// The metadata service takes its paths as they come: MAAS's URL patterns tolerate the
+	// extra slashes cloud-init adds, which ServeMux would answer with a redirect.
+	return http.HandlerFunc(func(w http.ResponseWriter, hr *http.Request) {
+		if strings.HasPrefix(hr.URL.Path, MetadataPrefix) || hr.URL.Path+"/" == MetadataPrefix {
+			r.serveMetadata(w, hr)
+			return
+		}
+		mux.ServeHTTP(w, hr)
+	})
 }
 
 // apiError is an API failure rendered as MAAS renders it.

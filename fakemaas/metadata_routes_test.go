@@ -1,0 +1,173 @@
+package fakemaas_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/canonical/gomaasclient/entity"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/maasemu/maasemu/fakemaas"
+	"github.com/maasemu/maasemu/fakemaas/commissioning"
+	"github.com/maasemu/maasemu/fakemaas/regiontest"
+)
+
+// TestMetadataRoutes checks the metadata tree's listings, the anonymous (enlistment)
+// variants and the routes' tolerance of extra slashes.
+func TestMetadataRoutes(t *testing.T) {
+	env := regiontest.Start(t)
+	env.ImportDefaultStream(t)
+	rack := env.StartRack(t)
+	if _, err := regiontest.UploadCustomImage(env.Client, "img", "amd64/generic", "tgz", "ubuntu/noble", []byte("t")); err != nil {
+		t.Fatal(err)
+	}
+	sid := readyMachine(t, env, "r1", "52:54:00:0f:00:01")
+	if _, err := env.Client.Machine.Deploy(sid, &entity.MachineDeployParams{DistroSeries: "img",
+		UserData: base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n"))}); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := env.Region.BootConfig(t.Context(), fakemaas.BootRequest{MAC: "52:54:00:0f:00:01", LocalIP: rack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := bootNode(t, kp.PreseedURL)
+	base := "http://" + rack + ":5248/MAAS/metadata/"
+	anon := func(path string) response {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		return send(t, req)
+	}
+	keyed := func(path string) response {
+		a := &nodeAgent{t: t, creds: n.creds, metadataURL: base}
+		return a.get(path)
+	}
+	cases := []struct {
+		name string
+		res  response
+		want response
+	}{
+		{"index", keyed(""), response{200, "text/plain", []byte("2012-03-01\nlatest")}},
+		{"index without a key", anon(""), response{401, "text/plain; charset=utf-8", []byte("Forbidden")}},
+		{"version index (user-data given)", keyed("2012-03-01/"), response{200, "text/plain", []byte("maas-commissioning-scripts\nmeta-data\nuser-data")}},
+		{"curtin version index", keyed("curtin/latest/"), response{200, "text/plain", []byte("maas-commissioning-scripts\nmeta-data\nuser-data")}},
+		{"anonymous version index", anon("latest/"), response{200, "text/plain", []byte("meta-data\nuser-data")}},
+		{"meta-data listing (no SSH keys)", keyed("latest/meta-data/"), response{200, "text/plain", []byte("instance-id\nlocal-hostname\nvendor-data\nx509")}},
+		{"public-keys without keys", keyed("latest/meta-data/public-keys"), response{200, "text/plain", nil}},
+		{"leading slashes", keyed("//2012-03-01/meta-data/instance-id"), response{200, "text/plain", []byte(sid)}},
+		// Like Django's patterns, a doubled inner slash falls through to the version index.
+		{"inner double slash", keyed("2012-03-01//meta-data/instance-id"), response{200, "text/plain", []byte("maas-commissioning-scripts\nmeta-data\nuser-data")}},
+		{"maas-scripts while deploying", keyed("2012-03-01/maas-scripts"), response{204, "", nil}},
+		{"anonymous meta-data: enlistment", anon("2012-03-01/meta-data/instance-id"), response{200, "text/plain", []byte("i-maas-enlistment")}},
+		{"enlist listing", anon("enlist/2012-03-01/meta-data/"), response{200, "text/plain", []byte("instance-id\nlocal-hostname")}},
+		{"enlist hostname", anon("enlist/latest/meta-data/local-hostname"), response{200, "text/plain", []byte("maas-enlisting-node")}},
+		{"enlist public-keys", anon("enlist/latest/meta-data/public-keys"), response{200, "text/plain", nil}},
+		{"enlist unknown item", anon("enlist/latest/meta-data/vendor-data"), response{404, "text/plain; charset=utf-8", []byte("Unknown metadata attribute: vendor-data")}},
+		{"enlist bad version", anon("enlist/2000-01-01/meta-data/"), response{404, "text/plain; charset=utf-8", []byte("Unknown metadata version: 2000-01-01")}},
+		{"enlist version index", anon("enlist/latest/"), response{200, "text/plain", []byte("meta-data\nuser-data")}},
+		{"enlist index", anon("enlist/"), response{200, "text/plain", []byte("2012-03-01\nlatest")}},
+	}
+	for _, tc := range cases {
+		if diff := cmp.Diff(tc.want, tc.res, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+	if ud := anon("enlist/latest/user-data"); ud.Status != 200 || !strings.HasPrefix(string(ud.Body), "#!/bin/sh") {
+		t.Errorf("enlist user-data: %s", ud)
+	}
+	pre := anon("latest/enlist-preseed/?op=get_enlist_preseed")
+	var p map[string]any
+	if err := yaml.Unmarshal(pre.Body, &p); pre.Status != 200 || err != nil {
+		t.Fatalf("enlist preseed: %s (%v)", pre, err)
+	}
+	if got := p["datasource"].(map[string]any)["MAAS"].(map[string]any)["metadata_url"]; got != base {
+		t.Errorf("enlist preseed metadata_url = %v, want %s", got, base)
+	}
+	scripts := anon("2012-03-01/maas-scripts")
+	if scripts.Status != 200 || scripts.ContentType != "application/x-tar" {
+		t.Fatalf("anonymous maas-scripts: %s", scripts)
+	}
+	tr := tar.NewReader(bytes.NewReader(scripts.Body))
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+	}
+	if diff := cmp.Diff([]string{"commissioning/" + commissioning.ScriptName, "index.json"}, names); diff != "" {
+		t.Errorf("anonymous maas-scripts (-want +got):\n%s", diff)
+	}
+}
+
+// TestSignalByStatus checks op=signal's effect in each kind of status.
+func TestSignalByStatus(t *testing.T) {
+	env := regiontest.Start(t)
+	env.ImportDefaultStream(t)
+	rack := env.StartRack(t)
+	newCommissioning := func(host, mac string) (string, *nodeAgent) {
+		m, err := env.Client.Machines.Create(&entity.MachineParams{Architecture: "amd64/generic", Hostname: host, PowerType: "test",
+			MACAddresses: []string{mac}}, map[string]any{"power_parameters_power_id": host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := env.Region.BootConfig(t.Context(), fakemaas.BootRequest{MAC: mac, LocalIP: rack})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.SystemID, bootNode(t, kp.PreseedURL)
+	}
+	sig := func(n *nodeAgent, status string) int { return n.signal(commissioning.Signal{Status: status}).Status }
+
+	// Commissioning: WORKING, INSTALLING, APPLYING_NETCONF, TIMEDOUT and COMMISSIONING
+	// change nothing; TESTING starts testing; testing OK returns to Ready (tested from
+	// commissioning), FAILED fails testing.
+	sid, n := newCommissioning("s1", "52:54:00:10:00:01")
+	for _, s := range []string{"WORKING", "INSTALLING", "APPLYING_NETCONF", "TIMEDOUT", "COMMISSIONING", "RELEASING"} {
+		if code := sig(n, s); code != 200 || machineStatus(t, env, sid) != "Commissioning" {
+			t.Errorf("%s while commissioning: %d, %s", s, code, machineStatus(t, env, sid))
+		}
+	}
+	report, _ := commissioning.BuildResources(hardware("52:54:00:10:00:01"))
+	n.signal(commissioning.ResourcesResult(report))
+	if code := sig(n, "TESTING"); code != 200 || machineStatus(t, env, sid) != "Testing" {
+		t.Errorf("TESTING: %d, %s", code, machineStatus(t, env, sid))
+	}
+	if code := sig(n, "OK"); code != 200 || machineStatus(t, env, sid) != "Ready" {
+		t.Errorf("OK while testing: %d, %s", code, machineStatus(t, env, sid))
+	}
+	sid2, n2 := newCommissioning("s2", "52:54:00:10:00:02")
+	sig(n2, "TESTING")
+	if code := sig(n2, "FAILED"); code != 200 || machineStatus(t, env, sid2) != "Failed testing" {
+		t.Errorf("FAILED while testing: %d, %s", code, machineStatus(t, env, sid2))
+	}
+	// Failed testing accepts signals without effect; New self-commissions on COMMISSIONING.
+	if code := sig(n2, "OK"); code != 200 || machineStatus(t, env, sid2) != "Failed testing" {
+		t.Errorf("OK on Failed testing: %d, %s", code, machineStatus(t, env, sid2))
+	}
+	sid3, n3 := newCommissioning("s3", "52:54:00:10:00:03")
+	if r := op(t, env, sid3, "abort", nil); r.Status != 200 {
+		t.Fatalf("abort: %+v", r)
+	}
+	// The abort cleared the owner, and with it the key; a new preseed gives a new one.
+	if code := sig(n3, "COMMISSIONING"); code != http.StatusUnauthorized {
+		t.Errorf("signal with the key of before the abort: %d", code)
+	}
+	kp, _ := env.Region.BootConfig(t.Context(), fakemaas.BootRequest{MAC: "52:54:00:10:00:03", LocalIP: rack})
+	n3 = bootNode(t, kp.PreseedURL)
+	if code := sig(n3, "OK"); code != 200 || machineStatus(t, env, sid3) != "New" {
+		t.Errorf("OK while New: %d, %s", code, machineStatus(t, env, sid3))
+	}
+	if code := sig(n3, "COMMISSIONING"); code != 200 || machineStatus(t, env, sid3) != "Commissioning" {
+		t.Errorf("COMMISSIONING while New: %d, %s", code, machineStatus(t, env, sid3))
+	}
+}
