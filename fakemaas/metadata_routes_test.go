@@ -3,7 +3,10 @@ package fakemaas_test
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/maasemu/maasemu/fakemaas"
 	"github.com/maasemu/maasemu/fakemaas/commissioning"
+	"github.com/maasemu/maasemu/fakemaas/curtincfg"
 	"github.com/maasemu/maasemu/fakemaas/regiontest"
 )
 
@@ -169,5 +173,49 @@ func TestSignalByStatus(t *testing.T) {
 	}
 	if code := sig(n3, "COMMISSIONING"); code != 200 || machineStatus(t, env, sid3) != "Commissioning" {
 		t.Errorf("COMMISSIONING while New: %d, %s", code, machineStatus(t, env, sid3))
+	}
+}
+
+// recordingPacker stands in for real curtin: it records what it was asked to pack.
+type recordingPacker struct {
+	specs []curtincfg.InstallerSpec
+}
+
+func (p *recordingPacker) Pack(_ context.Context, spec curtincfg.InstallerSpec) ([]byte, error) {
+	p.specs = append(p.specs, spec)
+	return []byte(fmt.Sprintf("#!/bin/sh\n# pack of %d configs\n", len(spec.Configs))), nil
+}
+
+// TestCurtinInstallerPack: with a packer, curtin-installer serves its pack of the same
+// configuration the maasemu-installer route serves.
+func TestCurtinInstallerPack(t *testing.T) {
+	packer := &recordingPacker{}
+	env := regiontest.Start(t, regiontest.Options{Packer: packer})
+	env.ImportDefaultStream(t)
+	if _, err := regiontest.UploadCustomImage(env.Client, "img", "amd64/generic", "tgz", "ubuntu/noble", []byte("t")); err != nil {
+		t.Fatal(err)
+	}
+	sid := readyMachine(t, env, "pk", "52:54:00:11:00:01")
+	if _, err := env.Client.Machine.Deploy(sid, &entity.MachineDeployParams{DistroSeries: "img"}); err != nil {
+		t.Fatal(err)
+	}
+	creds, err := env.Region.NodeToken(sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &nodeAgent{t: t, creds: creds, metadataURL: env.Server.URL + "/MAAS/metadata/curtin/"}
+	res := n.get("2012-03-01/curtin-installer")
+	if res.Status != 200 || res.ContentType != "application/octet-stream" || !strings.HasPrefix(string(res.Body), "#!/bin/sh\n# pack of ") {
+		t.Fatalf("curtin-installer: %s", res)
+	}
+	var spec curtincfg.InstallerSpec
+	if err := json.Unmarshal(n.mustGet("2012-03-01/"+fakemaas.InstallerRoute), &spec); err != nil {
+		t.Fatal(err)
+	}
+	if len(packer.specs) != 1 {
+		t.Fatalf("packer called %d times", len(packer.specs))
+	}
+	if diff := cmp.Diff(spec, packer.specs[0]); diff != "" {
+		t.Errorf("packed spec differs from the installer route's (-route +packed):\n%s", diff)
 	}
 }
