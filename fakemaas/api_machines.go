@@ -130,7 +130,7 @@ func machineJSONWith(m *machine, sets setStatuses) map[string]any {
 		"default_gateways":                map[string]any{"ipv4": map[string]any{"gateway_ip": nil, "link_id": nil}, "ipv6": map[string]any{"gateway_ip": nil, "link_id": nil}},
 		"current_commissioning_result_id": nilIfZero(m.CommissioningScriptSet), "current_testing_result_id": nil,
 		"current_installation_result_id": nilIfZero(m.InstallationScriptSet),
-		"commissioning_status": sets.commissioning, "commissioning_status_name": scriptStatusName(sets.commissioning),
+		"commissioning_status":           sets.commissioning, "commissioning_status_name": scriptStatusName(sets.commissioning),
 		"installation_status": sets.installation, "installation_status_name": scriptStatusName(sets.installation),
 		"testing_status": -1, "testing_status_name": "Unknown",
 		"cpu_test_status": -1, "cpu_test_status_name": "Unknown", "memory_test_status": -1, "memory_test_status_name": "Unknown",

@@ -277,7 +277,9 @@ func TestStorageAndInterfaceAPI(t *testing.T) {
 	}
 	sid := m.SystemID
 	bd := "/MAAS/api/2.0/nodes/" + sid + "/blockdevices/"
-	post := func(path string, f url.Values) apiResult { return call(t, env, env.APIKey, http.MethodPost, path, f, false) }
+	post := func(path string, f url.Values) apiResult {
+		return call(t, env, env.APIKey, http.MethodPost, path, f, false)
+	}
 	cases := []struct {
 		name string
 		path string

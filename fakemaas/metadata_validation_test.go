@@ -103,11 +103,11 @@ func TestMetadataBadInput(t *testing.T) {
 	exitCT, exitBody := sig(url.Values{"op": {"signal"}, "status": {"WORKING"}, "exit_status": {"one"}})
 
 	cases := []struct {
-		name                       string
-		method, url, auth, ct      string
-		body                       []byte
-		status                     int
-		want                       string // body, exactly; "*" + s: contains s
+		name                  string
+		method, url, auth, ct string
+		body                  []byte
+		status                int
+		want                  string // body, exactly; "*" + s: contains s
 	}{
 		{"wrong token key", "GET", base + "curtin/2012-03-01/meta-data/instance-id",
 			withCreds(func(c *oauth.Credentials) { c.TokenKey = "nope" }), "", nil, 401, "Authorization Error: 'Invalid access token: nope'"},

@@ -118,9 +118,9 @@ type machine struct {
 	// Temporal signal netboot-finished).
 	NetbootFinished bool `json:"netboot_finished,omitempty"`
 	// DeployedImage is the boot resource the current deployment installs (0: none).
-	DeployedImage int `json:"deployed_image,omitempty"`
-	Created          time.Time         `json:"created"`
-	Updated          time.Time         `json:"updated"`
+	DeployedImage int       `json:"deployed_image,omitempty"`
+	Created       time.Time `json:"created"`
+	Updated       time.Time `json:"updated"`
 	// Last INFO-or-higher event, for status_message / status_action.
 	StatusEventType   string `json:"status_event_type,omitempty"`
 	StatusEventDesc   string `json:"status_event_desc,omitempty"`

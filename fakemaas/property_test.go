@@ -370,4 +370,3 @@ func checkProperty(t *testing.T, env *regiontest.Env, ms []*propMachine, step in
 	}
 	return len(evs)
 }
-

@@ -487,12 +487,12 @@ func itob(n int64) []byte {
 	return b
 }
 
-func (w *writer) putToken(t *token)            { w.put(bucketTokens, []byte(t.Key), t) }
-func (w *writer) delToken(key string)          { w.del(bucketTokens, []byte(key)) }
-func (w *writer) putScriptSet(s *scriptSet)   { w.put(bucketScriptSets, itob(int64(s.ID)), s) }
-func (w *writer) delScriptSet(id int)          { w.del(bucketScriptSets, itob(int64(id))) }
-func (w *writer) putSSHKey(k *sshKey)          { w.put(bucketSSHKeys, itob(int64(k.ID)), k) }
-func (w *writer) delSSHKey(id int)             { w.del(bucketSSHKeys, itob(int64(id))) }
+func (w *writer) putToken(t *token)         { w.put(bucketTokens, []byte(t.Key), t) }
+func (w *writer) delToken(key string)       { w.del(bucketTokens, []byte(key)) }
+func (w *writer) putScriptSet(s *scriptSet) { w.put(bucketScriptSets, itob(int64(s.ID)), s) }
+func (w *writer) delScriptSet(id int)       { w.del(bucketScriptSets, itob(int64(id))) }
+func (w *writer) putSSHKey(k *sshKey)       { w.put(bucketSSHKeys, itob(int64(k.ID)), k) }
+func (w *writer) delSSHKey(id int)          { w.del(bucketSSHKeys, itob(int64(id))) }
 
 // putMachine writes m. When m's owner differs from the committed record's, the node's
 // OAuth token is deleted as MAAS's clear_nodekey_when_owner_changes does.
