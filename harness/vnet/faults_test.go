@@ -3,9 +3,11 @@ package vnet
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/bits"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -465,5 +467,34 @@ func readAll(ctx context.Context, c net.Conn) ([]byte, error) {
 			}
 			return out, err
 		}
+	}
+}
+
+// A port's delay lines stop when the port closes, not only with the switch.
+func TestPortCloseStopsDelayLines(t *testing.T) {
+	checkLeaks(t)
+	sw, _ := newTestSwitch(t, Config{})
+	a := attachRaw(t, sw, "a")
+	base := runtime.NumGoroutine()
+	var ports []*RawPort
+	for i := range 5 {
+		b, err := sw.AttachRaw(fmt.Sprintf("b%d", i), RawOptions{})
+		must(t, err)
+		must(t, b.SetFaults(Faults{Delay: time.Minute}))
+		ports = append(ports, b)
+	}
+	must(t, a.Send(testFrame(bcastMAC, macA, 1, 64)))
+	if runtime.NumGoroutine() < base+5 {
+		t.Fatalf("%d goroutines, want a delay line per port (%d)", runtime.NumGoroutine(), base+5)
+	}
+	for _, b := range ports {
+		must(t, b.Close())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after closing the ports, %d before: delay lines outlive their ports", runtime.NumGoroutine(), base)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -254,10 +254,11 @@ func (sw *Switch) attach(name, kind string, mtu int, hw net.HardwareAddr, delive
 			return nil, fmt.Errorf("vnet: port name %q: already attached to switch %s", name, sw.name)
 		}
 	}
-	p := &Port{sw: sw, id: sw.nextID, name: name, kind: kind, hw: hw, deliver: deliver, onClose: onClose}
+	p := &Port{sw: sw, id: sw.nextID, name: name, kind: kind, hw: hw, deliver: deliver, onClose: onClose, done: make(chan struct{})}
 	p.mtu.Store(int64(mtu))
-	p.in = stage{name: name + "/in", next: sw.afterPortIngress, c: &p.c, done: sw.done, wg: &sw.wg}
-	p.out = stage{name: name + "/out", next: p.emit, c: &p.c, done: sw.done, wg: &sw.wg}
+	// The port's delay lines end with the port.
+	p.in = stage{name: name + "/in", next: sw.afterPortIngress, c: &p.c, done: p.done, wg: &sw.wg}
+	p.out = stage{name: name + "/out", next: p.emit, c: &p.c, done: p.done, wg: &sw.wg}
 	p.in.set(Faults{}, sw.cfg.Seed)
 	p.out.set(Faults{}, sw.cfg.Seed)
 	p.link.init(sw, p)
@@ -383,6 +384,7 @@ type Port struct {
 	onClose func() error
 
 	closed    atomic.Bool
+	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -460,6 +462,7 @@ func (p *Port) Counters() Counters { return p.c.snapshot() }
 func (p *Port) Close() error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
+		close(p.done)
 		p.sw.detach(p)
 		if p.onClose != nil {
 			p.closeErr = p.onClose()
