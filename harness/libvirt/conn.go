@@ -72,13 +72,14 @@ func isLocal(u *url.URL) bool {
 }
 
 // localSocket returns the unix socket of a local URI: ?socket= when given; for
-// qemu:///session the user's session daemon socket; else libvirtd's system socket (or
+// qemu:///session the user's session daemon socket (root's session is served by the
+// privileged daemon, as virsh does it); else libvirtd's system socket (or
 // virtqemud's, on hosts with modular daemons and no libvirtd).
 func localSocket(u *url.URL) string {
 	if s := u.Query().Get("socket"); s != "" {
 		return s
 	}
-	if u.Path == "/session" {
+	if u.Path == "/session" && os.Geteuid() != 0 {
 		return SessionSocket()
 	}
 	if _, err := os.Stat(SystemSocket); err != nil {

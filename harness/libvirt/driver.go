@@ -74,6 +74,9 @@ type Driver struct {
 	mu       sync.Mutex
 	machines map[string]*VM // by domain name, including ones being created
 	closed   bool
+	creating sync.WaitGroup     // Creates under way, which Close waits for
+	life     context.Context    // cancelled when Close starts: ends Creates under way
+	endLife  context.CancelFunc //
 
 	accelMu     sync.Mutex
 	accel       Accel
@@ -140,6 +143,7 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 		eventsDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	d.life, d.endLife = context.WithCancel(context.Background())
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -235,12 +239,22 @@ func (d *Driver) create(ctx context.Context, spec machine.Spec, accel Accel, sin
 		return nil, fmt.Errorf("libvirt: machine %q: already exists in lab %q", spec.Name, d.opts.Lab)
 	}
 	d.machines[domain] = v
+	d.creating.Add(1)
 	d.mu.Unlock()
+	defer d.creating.Done()
+	// Close ends a Create under way (and waits for its rollback).
+	callerCtx := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.life, cancel)()
 
 	defined := false
 	defer func() {
 		if err != nil {
 			v.rollback(ctx, defined)
+			if d.life.Err() != nil && callerCtx.Err() == nil {
+				err = fmt.Errorf("libvirt: machine %q: the driver closed while it was created: %w", spec.Name, err)
+			}
 		}
 	}()
 
@@ -313,6 +327,10 @@ func (d *Driver) create(ctx context.Context, spec machine.Spec, accel Accel, sin
 	}
 	v.tail = startConsoleTail(v.console, d.opts.ConsolePoll, v.consoleLine)
 	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("libvirt: machine %q: the driver closed while it was created", spec.Name)
+	}
 	v.ready = true
 	d.mu.Unlock()
 	v.emit(trace.KindMachineCreated, trace.LevelInfo, "defined domain "+domain, map[string]any{
@@ -353,6 +371,10 @@ func (d *Driver) Close() error {
 		d.stopWatch()
 		d.mu.Lock()
 		d.closed = true
+		d.mu.Unlock()
+		d.endLife()
+		d.creating.Wait() // each rolls itself back
+		d.mu.Lock()
 		var vms []*VM
 		for _, v := range d.machines {
 			if v.ready {

@@ -358,6 +358,37 @@ func TestContextCancelRemovesEverything(t *testing.T) {
 	}
 }
 
+// Close while a Create is under way: the Create ends with an error and leaves nothing.
+func TestCloseDuringCreate(t *testing.T) {
+	e := newFakeEnv(t, t.Context(), nil)
+	inDefine, release := make(chan struct{}), make(chan struct{})
+	e.daemon.beforeDefine = func() {
+		close(inDefine)
+		<-release
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.d.Create(t.Context(), machine.Spec{Name: "slow", Firmware: machine.UEFI, Disks: []machine.Disk{{SizeBytes: gib}}})
+		errc <- err
+	}()
+	<-inDefine
+	closed := make(chan error, 1)
+	go func() { closed <- e.d.Close() }()
+	close(release) // the define completes after Close began
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "closed while it was created") {
+		t.Errorf("Create during Close: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if n := e.daemon.names(); len(n) != 0 {
+		t.Errorf("domains left: %v", n)
+	}
+	if left := dirEntries(t, e.work); len(left) != 0 {
+		t.Errorf("work dir holds %v", left)
+	}
+}
+
 func TestCreateCancelledLeavesNothing(t *testing.T) {
 	e := newFakeEnv(t, t.Context(), nil)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -662,13 +693,17 @@ func TestRunAsDefaults(t *testing.T) {
 
 func TestParseURIAndSockets(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+	sessionWant := "/run/user/1000/libvirt/libvirt-sock"
+	if os.Geteuid() == 0 {
+		sessionWant = SystemSocket
+	}
 	for _, tt := range []struct {
 		uri    string
 		local  bool
 		socket string
 	}{
 		{"qemu:///system", true, SystemSocket},
-		{"qemu:///session", true, "/run/user/1000/libvirt/libvirt-sock"},
+		{"qemu:///session", true, sessionWant},
 		{"qemu+unix:///system?socket=/tmp/s", true, "/tmp/s"},
 		{"test:///default", true, SystemSocket},
 		{"qemu+ssh://root@hv/system", false, ""},

@@ -20,6 +20,8 @@ type fakeDaemon struct {
 	nextID  int32
 	failOn  map[string]error // by method name: "DomainCreate", "DomainDefineXMLFlags", ...
 	onStart golibvirt.DomainState
+	// beforeDefine, when set, runs at the start of every define, outside the lock.
+	beforeDefine func()
 }
 
 type fakeDom struct {
@@ -119,6 +121,9 @@ func (c *fakeConn) check(method string) error {
 }
 
 func (c *fakeConn) DomainDefineXMLFlags(x string, flags golibvirt.DomainDefineFlags) (golibvirt.Domain, error) {
+	if c.d.beforeDefine != nil {
+		c.d.beforeDefine()
+	}
 	c.d.mu.Lock()
 	defer c.d.mu.Unlock()
 	if err := c.check("DomainDefineXMLFlags"); err != nil {

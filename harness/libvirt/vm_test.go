@@ -439,6 +439,31 @@ func TestAccelProbe(t *testing.T) {
 	}
 }
 
+// TestDialURIs connects with each local URI form and lists domains.
+func TestDialURIs(t *testing.T) {
+	requireLibvirt(t)
+	uris := []string{URISystem, "qemu+unix:///system?socket=" + SystemSocket, "test:///default"}
+	if os.Geteuid() == 0 || socketAlive(SessionSocket()) {
+		uris = append(uris, URISession)
+	}
+	for _, uri := range uris {
+		api, err := Dial(t.Context(), uri)
+		if err != nil {
+			t.Errorf("%s: %v", uri, err)
+			continue
+		}
+		if _, _, err := api.ConnectListAllDomains(1, 0); err != nil {
+			t.Errorf("%s: listing domains: %v", uri, err)
+		}
+		if err := api.Disconnect(); err != nil {
+			t.Errorf("%s: disconnect: %v", uri, err)
+		}
+	}
+	if _, err := Dial(t.Context(), "qemu+unix:///system?socket=/nonexistent/sock"); err == nil || !strings.Contains(err.Error(), "/nonexistent/sock") {
+		t.Errorf("dialing a missing socket: %v, want an error naming it", err)
+	}
+}
+
 // TestVirshPowerAgainstLibvirt checks the power type's errors against a real daemon.
 func TestVirshPowerAgainstLibvirt(t *testing.T) {
 	requireLibvirt(t)
