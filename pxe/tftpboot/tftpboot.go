@@ -311,6 +311,13 @@ func (ss *session) OnFailure(st tftp.TransferStats, err error) {
 	attrs["error"] = err.Error()
 	ev := trace.Event{Source: trace.SourceTFTP, Kind: trace.KindTFTPError, Level: trace.LevelWarn, MAC: t.mac, Attrs: attrs}
 	switch {
+	case t.kind != "" && t.bytes >= t.size && strings.Contains(err.Error(), "code="):
+		// Everything was sent and the client closed instead of sending the last ACK: GRUB
+		// does this for the empty *.lst files ("closed"). The file was delivered.
+		ev.Kind, ev.Level = trace.KindTFTPRead, trace.LevelInfo
+		attrs["closed_by_client"] = true
+		delete(attrs, "error")
+		ev.Message = fmt.Sprintf("sent %s (%d bytes; the client closed the transfer)", st.Filename, t.bytes)
 	case t.bytes == 0 && strings.Contains(err.Error(), "code=8"):
 		// UEFI (EDK2 PxeBcTftpGetFileSize) asks with tsize, reads the OACK and aborts with
 		// error 8 "user aborted"; then it reads the file. Normal, not a failure (pin/tftp#125).

@@ -452,3 +452,31 @@ func TestShutdownAbortsTransfers(t *testing.T) {
 	}
 	_ = io.Discard
 }
+
+// TestClientClosesEmptyFile replays GRUB reading an empty *.lst: block 1 carries no data and
+// GRUB answers with ERROR 0 "closed" instead of an ACK. The file was delivered.
+func TestClientClosesEmptyFile(t *testing.T) {
+	f := start(t, false)
+	c, err := net.Dial("udp4", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(rrq(1, "/grub/x86_64-efi/command.lst", "octet"))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 600)
+	n, err := c.Read(buf)
+	if err != nil || n != 4 || binary.BigEndian.Uint16(buf) != 3 || binary.BigEndian.Uint16(buf[2:]) != 1 {
+		t.Fatalf("want an empty DATA block 1, got %q %v", buf[:n], err)
+	}
+	c.Write(append([]byte{0, 5, 0, 0}, "closed\x00"...))
+	reads := waitEvents(f.rec, trace.KindTFTPRead, 1)
+	if len(reads) != 1 || reads[0].Attrs["closed_by_client"] != true || reads[0].Attrs["file"] != "/grub/x86_64-efi/command.lst" {
+		t.Fatalf("events: %+v", f.rec.Events())
+	}
+	for _, e := range f.rec.Events() {
+		if e.Kind == trace.KindTFTPError {
+			t.Errorf("reported as an error: %+v", e)
+		}
+	}
+}
