@@ -115,6 +115,7 @@ func buildDomain(cfg domainConfig) (*libvirtxml.Domain, error) {
 			ACPI: &libvirtxml.DomainFeature{},
 			APIC: &libvirtxml.DomainFeatureAPIC{},
 		},
+		CPU:        cpuFor(cfg.Accel),
 		Clock:      &libvirtxml.DomainClock{Offset: "utc"},
 		OnPoweroff: "destroy",
 		OnReboot:   "restart",
@@ -272,6 +273,17 @@ func buildDomain(cfg domainConfig) (*libvirtxml.Domain, error) {
 		dom.QEMUOverride = &libvirtxml.DomainQEMUOverride{Devices: overrides}
 	}
 	return dom, nil
+}
+
+// cpuFor returns the guest CPU: everything the accelerator can give. QEMU's default
+// (qemu64) lacks SSE4.2, POPCNT and AVX, so images built for x86-64-v2 and later (the
+// RHEL 9 family) would not boot on it; under TCG 'maximum' is QEMU's "max" model, under
+// KVM the host's CPU is passed through (the KVM probe runs this same CPU).
+func cpuFor(a Accel) *libvirtxml.DomainCPU {
+	if a == AccelKVM {
+		return &libvirtxml.DomainCPU{Mode: "host-passthrough", Check: "none", Migratable: "off"}
+	}
+	return &libvirtxml.DomainCPU{Mode: "maximum", Check: "none", Migratable: "off"}
 }
 
 // driveLetters returns the letters of the n-th drive name: a..z, aa..az, ...
