@@ -17,8 +17,11 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/dhcpv6/nclient6"
 	"github.com/maasemu/maasemu/pxe/bootloader"
 	"github.com/maasemu/maasemu/pxe/dhcp4"
+	"github.com/maasemu/maasemu/pxe/dhcp6"
 	"github.com/maasemu/maasemu/pxe/internal/pxetest"
 	"github.com/maasemu/maasemu/trace"
 	"github.com/pin/tftp/v3"
@@ -42,6 +45,10 @@ func TestServeHostInNetns(t *testing.T) {
 	}
 	lo, _ := netlink.LinkByName("lo")
 	netlink.LinkSetUp(lo)
+	// No duplicate address detection: link-local addresses are usable at once.
+	for _, f := range []string{"all", "default"} {
+		os.WriteFile("/proc/sys/net/ipv6/conf/"+f+"/accept_dad", []byte("0"), 0o644)
+	}
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rack0"}, PeerName: "mach0",
 		PeerHardwareAddr: net.HardwareAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}}
 	if err := netlink.LinkAdd(veth); err != nil {
@@ -49,9 +56,11 @@ func TestServeHostInNetns(t *testing.T) {
 	}
 	rackLink, _ := netlink.LinkByName("rack0")
 	machLink, _ := netlink.LinkByName("mach0")
-	addr, _ := netlink.ParseAddr("198.18.0.2/24")
-	if err := netlink.AddrAdd(rackLink, addr); err != nil {
-		t.Fatal(err)
+	for _, a := range []string{"198.18.0.2/24", "fd00:198:18::2/64"} {
+		addr, _ := netlink.ParseAddr(a)
+		if err := netlink.AddrAdd(rackLink, addr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	netlink.LinkSetUp(rackLink)
 	netlink.LinkSetUp(machLink)
@@ -60,12 +69,14 @@ func TestServeHostInNetns(t *testing.T) {
 	region.Bootloaders["pxe/i386/lpxelinux.0"] = []byte("lpxelinux")
 	rec := trace.NewRecorder(nil)
 	rack, err := New(Config{Region: region, Subnets: []dhcp4.Subnet{rackSubnet}, Sink: rec,
+		Subnets6: []dhcp6.Subnet{{Prefix: netip.MustParsePrefix("fd00:198:18::/64"), RackIP: netip.MustParseAddr("fd00:198:18::2"),
+			Pools: []dhcp6.Range{{Start: netip.MustParseAddr("fd00:198:18::100"), End: netip.MustParseAddr("fd00:198:18::1ff")}}}},
 		BootloaderHost: bootloader.Host{CacheDir: t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	socks, err := OpenHost(ctx, HostOptions{DHCPInterface: "rack0", TFTPAddr: "198.18.0.2:69", HTTPAddr: "198.18.0.2:5248"})
+	socks, err := OpenHost(ctx, HostOptions{DHCPInterface: "rack0", DHCPv6: true, TFTPAddr: "198.18.0.2:69", HTTPAddr: "198.18.0.2:5248"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +142,30 @@ func TestServeHostInNetns(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "KERNEL http://198.18.0.2:5248/images/") {
 		t.Errorf("config over HTTP: %d\n%s", resp.StatusCode, body)
+	}
+	// DHCPv6: a client on the machine's link solicits ff02::1:2 from its link-local address
+	// (which the kernel adds when the link comes up).
+	for i := 0; i < 200; i++ {
+		if addrs, _ := netlink.AddrList(machLink, netlink.FAMILY_V6); len(addrs) > 0 && addrs[0].Flags&unix.IFA_F_TENTATIVE == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c6conn, err := nclient6.NewIPv6UDPConn("mach0", dhcpv6.DefaultClientPort)
+	if err != nil {
+		t.Fatalf("dhcpv6 client socket: %v", err)
+	}
+	c6, err := nclient6.NewWithConn(c6conn, machLink.Attrs().HardwareAddr, nclient6.WithTimeout(2*time.Second), nclient6.WithRetry(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c6.Close()
+	adv, err := c6.Solicit(context.Background(), dhcpv6.WithOption(&dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionClientArchType, OptionData: []byte{0, 7}}))
+	if err != nil {
+		t.Fatalf("DHCPv6 solicit over the veth: %v", err)
+	}
+	if u := adv.Options.BootFileURL(); u != "tftp://[fd00:198:18::2]/bootx64.efi" {
+		t.Errorf("DHCPv6 boot URL %q", u)
 	}
 	if got := rack.Leases(); len(got) != 1 || got[0].IP != netip.MustParseAddr("198.18.0.100") || got[0].State != dhcp4.StateBound {
 		t.Errorf("leases %+v", got)
