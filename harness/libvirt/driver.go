@@ -252,8 +252,8 @@ func (d *Driver) create(ctx context.Context, spec machine.Spec, accel Accel, sin
 	defer func() {
 		if err != nil {
 			v.rollback(ctx, defined)
-			if d.life.Err() != nil && callerCtx.Err() == nil {
-				err = fmt.Errorf("libvirt: machine %q: the driver closed while it was created: %w", spec.Name, err)
+			if d.life.Err() != nil && callerCtx.Err() == nil && !errors.Is(err, errClosedDuringCreate) {
+				err = fmt.Errorf("libvirt: machine %q: %w: %w", spec.Name, errClosedDuringCreate, err)
 			}
 		}
 	}()
@@ -329,7 +329,7 @@ func (d *Driver) create(ctx context.Context, spec machine.Spec, accel Accel, sin
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return nil, fmt.Errorf("libvirt: machine %q: the driver closed while it was created", spec.Name)
+		return nil, fmt.Errorf("libvirt: machine %q: %w", spec.Name, errClosedDuringCreate)
 	}
 	v.ready = true
 	d.mu.Unlock()
@@ -339,6 +339,8 @@ func (d *Driver) create(ctx context.Context, spec machine.Spec, accel Accel, sin
 	d.log.Debug("machine created", "machine", spec.Name, "domain", domain, "accel", accel)
 	return v, nil
 }
+
+var errClosedDuringCreate = errors.New("the driver closed while it was created")
 
 // createSparse creates a new file of size bytes that takes no space until written.
 func createSparse(path string, size int64) error {
