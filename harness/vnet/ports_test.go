@@ -249,3 +249,22 @@ func readFull(c net.Conn, b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+func TestUDPPortAnyPeer(t *testing.T) {
+	checkLeaks(t)
+	sw, _ := newTestSwitch(t, Config{})
+	p, err := sw.AttachUDP(UDPPortConfig{Name: "vm0", AnyPeer: true})
+	must(t, err)
+	other := attachRaw(t, sw, "other")
+	stranger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	must(t, err)
+	defer stranger.Close()
+	_, err = stranger.WriteToUDPAddrPort(testFrame(bcastMAC, macA, 7, 64), p.ListenAddr())
+	must(t, err)
+	if got := recvN(t, testCtx(t), other, 1); frameSeq(got[0]) != 7 {
+		t.Errorf("got frame %d", frameSeq(got[0]))
+	}
+	if p.Counters().Foreign != 0 {
+		t.Errorf("foreign = %d with AnyPeer", p.Counters().Foreign)
+	}
+}

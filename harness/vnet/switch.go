@@ -334,6 +334,9 @@ func (sw *Switch) afterPortIngress(src *Port, frame []byte) {
 
 // forward makes the switching decision for one frame.
 func (sw *Switch) forward(src *Port, frame []byte) {
+	if src.closed.Load() {
+		return // delayed past its port's detach: the cable is gone, and so is the frame
+	}
 	now := sw.now()
 	if cb := sw.capture.Load(); cb != nil {
 		if err := cb.w.WritePacket(now, frame); err != nil {
