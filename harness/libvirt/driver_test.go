@@ -782,3 +782,10 @@ func TestAccelCache(t *testing.T) {
 		t.Errorf("broken cache read as %v", m)
 	}
 }
+
+func TestFindDaemonMissing(t *testing.T) {
+	_, err := findDaemon("maasemu-no-such-daemon")
+	if !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "maasemu-no-such-daemon") {
+		t.Errorf("findDaemon of a missing binary: %v, want ErrNotInstalled naming it", err)
+	}
+}
