@@ -47,7 +47,9 @@ func (b *Backend) EnsureBootloader(ctx context.Context, target string, uefi bool
 	}
 	fmt.Fprintln(log, "maasemu sim: the image's curtin-hooks left no bootloader; on a simulated machine hooks have no block devices, "+
 		"so GRUB is installed here as the hook's grub-install would (the libvirt driver runs the hook's own install)")
-	if err := b.writeGrubCfg(target, "/boot/grub", log); err != nil {
+	// The hook's own install would have configured GRUB for this disk (update-grub, or
+	// its own grub.cfg): what the image shipped names its build machine's root.
+	if err := b.generateGrubCfg(target, "/boot/grub", log); err != nil {
 		return false, err
 	}
 	if uefi {

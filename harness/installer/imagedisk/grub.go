@@ -187,6 +187,12 @@ func (b *Backend) writeGrubCfg(target, bootDir string, log io.Writer) error {
 	if _, err := os.Stat(cfgPath); err == nil {
 		return nil
 	}
+	return b.generateGrubCfg(target, bootDir, log)
+}
+
+// generateGrubCfg writes <bootDir>/grub.cfg for the target's kernels, replacing any.
+func (b *Backend) generateGrubCfg(target, bootDir string, log io.Writer) error {
+	cfgPath := filepath.Join(target, bootDir, "grub.cfg")
 	root := b.fsUUIDAt("/")
 	bootUUID := root
 	kprefix := "/boot"

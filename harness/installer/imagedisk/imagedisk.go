@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -33,6 +34,9 @@ type Disk struct {
 	// Serial and WWN identify the disk for storage config matching.
 	Serial string
 	WWN    string
+	// Aliases are other paths udev gives the disk inside the machine (e.g.
+	// /dev/disk/by-id/virtio-<serial>), matched against a storage config's path.
+	Aliases []string
 }
 
 // Backend installs into disk-image files. Create one per install.
@@ -130,7 +134,7 @@ func (b *Backend) lookup(it storage.Item) (*Disk, error) {
 	}
 	if it.Path != "" {
 		for i := range b.disks {
-			if b.disks[i].Name == it.Path || b.disks[i].Path == it.Path {
+			if b.disks[i].Name == it.Path || b.disks[i].Path == it.Path || slices.Contains(b.disks[i].Aliases, it.Path) {
 				return &b.disks[i], nil
 			}
 		}

@@ -1,0 +1,108 @@
+// Package labtest prepares what lab tests and scenarios need: the maasemu-agent binary,
+// the test images, and a boot stream, built once into the cache and reused.
+package labtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/maasemu/maasemu/fakemaas/regiontest"
+	"github.com/maasemu/maasemu/harness/images"
+)
+
+// ModuleRoot is the repository root (where go.mod is), found from this file.
+func ModuleRoot() string {
+	_, here, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(here), "..", "..", ".."))
+}
+
+var (
+	agentOnce sync.Once
+	agentPath string
+	agentErr  error
+
+	testOnce sync.Once
+	testMan  *images.TestManifest
+	testDir  string
+	testErr  error
+)
+
+// Agent builds cmd/maasemu-agent once per process into the cache and returns its path.
+func Agent(t testing.TB) string {
+	t.Helper()
+	agentOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		dir := filepath.Join(images.DefaultCache(), "test-agent", fmt.Sprint(os.Getpid()))
+		agentPath, agentErr = images.BuildAgent(ctx, ModuleRoot(), dir)
+	})
+	if agentErr != nil {
+		t.Fatalf("building maasemu-agent: %v", agentErr)
+	}
+	return agentPath
+}
+
+// TestImages builds the test images once per process (from the cache when warm) and
+// returns their manifest and directory.
+func TestImages(t testing.TB) (*images.TestManifest, string) {
+	t.Helper()
+	agent := Agent(t)
+	testOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		defer cancel()
+		testDir, testErr = os.MkdirTemp("", "maasemu-test-images-")
+		if testErr != nil {
+			return
+		}
+		b := &images.Builder{Agent: agent}
+		testMan, testErr = b.TestImages(ctx, testDir)
+	})
+	if testErr != nil {
+		t.Fatalf("building the test images: %v", testErr)
+	}
+	return testMan, testDir
+}
+
+// SimStream writes a small boot stream (ubuntu jammy and noble ephemerals: a few KiB of
+// kernel and initrd and a real, tiny squashfs) that simulated machines can boot: they
+// fetch the kernel and initrd and check the squashfs's header. It has no bootloader
+// products, so the rack serves the host's bootloaders.
+func SimStream(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(t.TempDir(), "root")
+	if err := os.MkdirAll(filepath.Join(src, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "etc/os-release"), []byte("ID=maasemu-sim-ephemeral\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sq := filepath.Join(t.TempDir(), "squashfs")
+	if out, err := exec.Command("mksquashfs", src, sq, "-noappend", "-quiet").CombinedOutput(); err != nil {
+		t.Skipf("a squashfs for the sim stream needs mksquashfs (squashfs-tools): %v %s", err, out)
+	}
+	squash, err := os.ReadFile(sq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := regiontest.DefaultStream(dir)
+	s.Bootloaders = nil
+	base := s.Products[0]
+	base.Files = map[string][]byte{"boot-kernel": bytes.Repeat([]byte("sim kernel "), 400),
+		"boot-initrd": bytes.Repeat([]byte("sim initrd "), 600), "squashfs": squash, "manifest": []byte("maasemu sim ephemeral\n")}
+	jammy := base
+	jammy.Release, jammy.Version, jammy.Subarch, jammy.Subarches = "jammy", "22.04", "ga-22.04", "generic,ga-22.04"
+	s.Products = []regiontest.StreamProduct{base, jammy}
+	if err := s.Write(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
