@@ -42,7 +42,7 @@ func curtinMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return installer.RunCommand(ctx, args, installer.CommandOptions{Out: stdout, Backend: blockdev.New(), Logger: logger(stderr)})
 }
 
-// imageDisks parses --image-disk PATH[,name=/dev/vda][,serial=S][,wwn=W].
+// imageDisks parses --image-disk PATH[,name=/dev/vda][,serial=S][,wwn=W][,alias=P]...
 func imageDisks(specs []string) ([]imagedisk.Disk, error) {
 	var out []imagedisk.Disk
 	for _, s := range specs {
@@ -57,8 +57,10 @@ func imageDisks(specs []string) ([]imagedisk.Disk, error) {
 				d.Serial = v
 			case ok && k == "wwn":
 				d.WWN = v
+			case ok && k == "alias":
+				d.Aliases = append(d.Aliases, v)
 			default:
-				return nil, fmt.Errorf("--image-disk %q: %q is not name=, serial= or wwn=", s, p)
+				return nil, fmt.Errorf("--image-disk %q: %q is not name=, serial=, wwn= or alias=", s, p)
 			}
 		}
 		out = append(out, d)

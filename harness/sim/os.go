@@ -92,8 +92,8 @@ func (m *Machine) runAgent(ctx context.Context, fw *firmware, cmdline string) (s
 	defer px.close()
 	args := []string{"sim-ephemeral", "--cmdline", cmdline, "--proxy", px.URL(), "--root", eroot}
 	for i, p := range m.disks {
-		name, _ := machine.KernelName(m.spec.Disks[i], i)
-		args = append(args, "--image-disk", fmt.Sprintf("%s,name=/dev/%s,serial=%s", p, name, m.spec.Disks[i].Serial))
+		name, byID := machine.KernelName(m.spec.Disks[i], i)
+		args = append(args, "--image-disk", fmt.Sprintf("%s,name=/dev/%s,serial=%s,alias=%s", p, name, m.spec.Disks[i].Serial, byID))
 	}
 	if m.spec.Firmware == machine.UEFI {
 		args = append(args, "--uefi")
