@@ -90,12 +90,13 @@ func machineStatus(t *testing.T, env *regiontest.Env, sid string) string {
 }
 
 // TestCloudInitAgainstRegion has Debian's cloud-init read a deploying machine's preseed,
-// MAAS datasource (meta-data, vendor-data, user-data, with OAuth) and post events with its
-// webhook reporting handler, then read the installed OS's user-data: the machine goes
-// Deployed; a second machine's FAIL event makes it Failed deployment.
+// MAAS datasource (meta-data, vendor-data, and the curtin pack as user-data, with OAuth)
+// and post events with its webhook reporting handler, then read the installed OS's
+// user-data: the machine goes Deployed; a second machine's FAIL event makes it Failed
+// deployment.
 func TestCloudInitAgainstRegion(t *testing.T) {
 	py := cloudInitPython(t)
-	env := regiontest.Start(t)
+	env := regiontest.Start(t, regiontest.Options{Packer: &recordingPacker{}})
 	env.ImportDefaultStream(t)
 	rack := env.StartRack(t)
 	if _, err := regiontest.UploadCustomImage(env.Client, "ciimage", "amd64/generic", "tgz", "ubuntu/noble", []byte("tarball")); err != nil {
@@ -147,8 +148,8 @@ func TestCloudInitAgainstRegion(t *testing.T) {
 		t.Errorf("vendor-data read by cloud-init = %v", res[1]["vendor_data"])
 	}
 	ud, _ := base64.StdEncoding.DecodeString(res[1]["user_data"].(string))
-	if !bytes.Contains(ud, []byte("curtin-installer")) {
-		t.Errorf("ephemeral user-data read by cloud-init is not the deployment script: %.200s", ud)
+	if want := "#!/bin/sh\n# pack of 8 configs\n"; string(ud) != want {
+		t.Errorf("ephemeral user-data read by cloud-init = %q, want the curtin pack %q", ud, want)
 	}
 	if st := machineStatus(t, env, sid); st != "Deploying" {
 		t.Errorf("after the ephemeral's reads and events: %q, want Deploying", st)
@@ -204,5 +205,42 @@ func TestCloudInitAgainstRegion(t *testing.T) {
 	evs = eventDescriptions(t, env, sid2)
 	if !slices.Contains(evs, "Node installation failure - 'cloudinit' running modules for final") {
 		t.Errorf("failure event missing:\n%s", strings.Join(evs, "\n"))
+	}
+}
+
+// TestCloudInitWithoutCurtin: on a host without real curtin, Debian's cloud-init reading a
+// deploying machine's curtin datasource finds it, with no user-data (so nothing would be
+// installed) rather than a script, and the node's event log says why.
+func TestCloudInitWithoutCurtin(t *testing.T) {
+	py := cloudInitPython(t)
+	env := regiontest.Start(t, regiontest.Options{Packer: unavailablePacker{}})
+	env.ImportDefaultStream(t)
+	rack := env.StartRack(t)
+	if _, err := regiontest.UploadCustomImage(env.Client, "ciimage", "amd64/generic", "tgz", "ubuntu/noble", []byte("tarball")); err != nil {
+		t.Fatal(err)
+	}
+	const mac = "52:54:00:c1:00:03"
+	sid := readyMachine(t, env, "ci3", mac)
+	if _, err := env.Client.Machine.Deploy(sid, &entity.MachineDeployParams{DistroSeries: "ciimage"}); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := env.Region.BootConfig(t.Context(), fakemaas.BootRequest{MAC: mac, LocalIP: rack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := runCloudInit(t, py, []map[string]any{
+		{"op": "cmdline_url", "url": kp.PreseedURL, "path": filepath.Join(t.TempDir(), "91_kernel_cmdline_url.cfg")},
+		{"op": "read_seed"},
+	})
+	if md, _ := res[1]["meta_data"].(map[string]any); md["instance-id"] != sid || res[1]["user_data"] != nil {
+		t.Errorf("cloud-init's seed read without curtin = %v, want the meta-data and no user-data", res[1])
+	}
+	if evs := eventDescriptions(t, env, sid); !slices.ContainsFunc(evs, func(e string) bool {
+		return strings.HasPrefix(e, "Node installation failure - ") && strings.Contains(e, "real curtin is unavailable on this host")
+	}) {
+		t.Errorf("no event says curtin is unavailable:\n%s", strings.Join(evs, "\n"))
+	}
+	if st := machineStatus(t, env, sid); st != "Deploying" {
+		t.Errorf("after the read: %q, want Deploying", st)
 	}
 }

@@ -220,9 +220,6 @@ func TestEndToEndCommissionDeploy(t *testing.T) {
 	if got := string(eph.mustGet("2012-03-01/meta-data/local-hostname")); got != "node1.maas" {
 		t.Errorf("local-hostname = %q", got)
 	}
-	if ud := eph.mustGet("2012-03-01/user-data"); !bytes.Contains(ud, []byte("curtin-installer")) {
-		t.Errorf("curtin user-data is not the deployment script:\n%.300s", ud)
-	}
 	vd := eph.get("2012-03-01/meta-data/vendor-data")
 	if vd.Status != http.StatusOK || vd.ContentType != "application/x-yaml; charset=utf-8" || !bytes.HasPrefix(vd.Body, []byte("cloud-init: ")) {
 		t.Errorf("vendor-data: %s", vd)
@@ -277,17 +274,18 @@ func TestEndToEndCommissionDeploy(t *testing.T) {
 		}
 	}
 
-	// curtin-installer: a pack where real curtin is installed; otherwise a refusal that
+	// The curtin user-data (MAAS 3.7: the curtin pack): a pack where real curtin is
+	// installed; otherwise a refusal (404 to this Go client, which is not cloud-init) that
 	// says so in the event log.
-	inst := eph.get("2012-03-01/curtin-installer")
+	inst := eph.get("2012-03-01/user-data")
 	switch inst.Status {
 	case http.StatusOK:
 		if !bytes.HasPrefix(inst.Body, []byte("#!/bin/sh")) {
-			t.Errorf("curtin-installer is not a shell archive: %.100q", inst.Body)
+			t.Errorf("curtin user-data is not a shell archive: %.100q", inst.Body)
 		}
-	case http.StatusServiceUnavailable:
+	case http.StatusNotFound:
 		if !strings.Contains(string(inst.Body), "real curtin is unavailable on this host") {
-			t.Errorf("curtin-installer refusal: %s", inst)
+			t.Errorf("curtin user-data refusal: %s", inst)
 		}
 		if evs := eventDescriptions(t, env, sid); !slices.ContainsFunc(evs, func(e string) bool {
 			return strings.Contains(e, "real curtin is unavailable on this host")
@@ -295,7 +293,7 @@ func TestEndToEndCommissionDeploy(t *testing.T) {
 			t.Errorf("no event says curtin is unavailable: %v", evs)
 		}
 	default:
-		t.Errorf("curtin-installer: %s", inst)
+		t.Errorf("curtin user-data: %s", inst)
 	}
 
 	// curtin reports the install; the log arrives with the final event, one file bzip2'd.

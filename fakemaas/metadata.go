@@ -26,12 +26,16 @@ const MetadataPrefix = "/MAAS/metadata/"
 
 // InstallerRoute is the project's own route under the curtin metadata URL that serves
 // the curtin configuration as JSON (curtincfg.InstallerSpec) to maasemu's ephemeral
-// agent: <metadata_url>/2012-03-01/maasemu-installer. MAAS has no such route; it packs the
-// same documents into curtin-installer.
+// agent: <metadata_url>/2012-03-01/maasemu-installer. MAAS has no such route: MAAS 3.7
+// packs the same documents with curtin's pack_install and serves the pack as the curtin
+// user-data (curtin/<version>/user-data).
 const InstallerRoute = "maasemu-installer"
 
-// The URL patterns of src/metadataserver/urls.py, in the order Django tries them. Like
-// Django's re_path, a pattern without "$" matches a prefix.
+// The URL patterns of src/metadataserver/urls.py at MAAS 3.7.3, in the order Django tries
+// them, plus the project's installer route. Like Django's re_path, a pattern without "$"
+// matches a prefix. MAAS's main branch adds curtin/<version>/maas-scripts and
+// curtin/<version>/curtin-installer for its 50-curtin-install deployment script; 3.7 has
+// neither (there the curtin user-data is the installer), and neither does the fake.
 var (
 	reEnlistMeta    = regexp.MustCompile(`^/*enlist/([^/]+)/meta-data/(.*)$`)
 	reEnlistUser    = regexp.MustCompile(`^/*enlist/([^/]+)/user-data$`)
@@ -42,8 +46,6 @@ var (
 	reByMAC         = regexp.MustCompile(`^/*([^/]+)/by-mac/([^/]+)/`)
 	reCurtinMeta    = regexp.MustCompile(`^/*curtin/([^/]+)/meta-data/(.*)$`)
 	reCurtinUser    = regexp.MustCompile(`^/*curtin/([^/]+)/user-data$`)
-	reCurtinScripts = regexp.MustCompile(`^/*curtin/([^/]+)/maas-scripts`)
-	reCurtinInst    = regexp.MustCompile(`^/*curtin/([^/]+)/curtin-installer$`)
 	reMaasemuInst   = regexp.MustCompile(`^/*curtin/([^/]+)/` + InstallerRoute + `$`)
 	reCurtinVersion = regexp.MustCompile(`^/*curtin/([^/]+)/`)
 	reCurtinIndex   = regexp.MustCompile(`^/*curtin/*$`)
@@ -144,12 +146,6 @@ func (r *Region) routeMetadata(c *mdCall) error {
 	}
 	if m := match(reCurtinUser); m != nil {
 		return r.mdCurtinUserData(c, m[1])
-	}
-	if match(reCurtinScripts) != nil {
-		return r.mdScripts(c)
-	}
-	if m := match(reCurtinInst); m != nil {
-		return r.mdCurtinInstaller(c, m[1])
 	}
 	if m := match(reMaasemuInst); m != nil {
 		return r.mdMaasemuInstaller(c, m[1])
@@ -391,18 +387,14 @@ func hasNodeUserData(m *machine) bool {
 	return false
 }
 
-// runnerConfig is the node's metadata URL (as it reached the region; curtin selects the
-// curtin tree) and OAuth credentials for a user-data script.
-func (r *Region) runnerConfig(c *mdCall, sid string, curtin bool) (runnerConfig, error) {
+// runnerConfig is the node's metadata URL (as it reached the region) and OAuth
+// credentials for a user-data script.
+func (r *Region) runnerConfig(c *mdCall, sid string) (runnerConfig, error) {
 	tok, err := r.nodeToken(sid)
 	if err != nil {
 		return runnerConfig{}, err
 	}
-	u := requestMetadataURL(c.Request)
-	if curtin {
-		u += "curtin/"
-	}
-	return runnerConfig{MetadataURL: u, ConsumerKey: tok.ConsumerKey, TokenKey: tok.Key, TokenSecret: tok.Secret}, nil
+	return runnerConfig{MetadataURL: requestMetadataURL(c.Request), ConsumerKey: tok.ConsumerKey, TokenKey: tok.Key, TokenSecret: tok.Secret}, nil
 }
 
 // mdUserData is UserDataHandler: the installed OS's request that ends a deployment.
@@ -441,7 +433,7 @@ func (r *Region) mdUserData(c *mdCall, version string) error {
 		}
 		ud := m.UserData
 		if nodestatus.CommissioningLike(m.Status) {
-			cfg, err := r.runnerConfig(c, m.SystemID, false)
+			cfg, err := r.runnerConfig(c, m.SystemID)
 			if err != nil {
 				return err
 			}
@@ -471,46 +463,6 @@ func decodeUserData(ud []byte) []byte {
 		}
 	}
 	return ud
-}
-
-// mdCurtinUserData is CurtinUserDataHandler, serving the ephemeral user-data: the
-// script that fetches and runs curtin-installer while deploying, the commissioning
-// script runner while commissioning-like, the power-off script when the machine should
-// be off. It never ends a deployment. (MAAS 3.7.3 serves the curtin pack itself here;
-// MAAS's main branch serves the script runner and moved the pack to curtin-installer,
-// which the fake follows.)
-func (r *Region) mdCurtinUserData(c *mdCall, version string) error {
-	return getOnly(c, func() error {
-		m, err := r.requireNode(c)
-		if err != nil {
-			return err
-		}
-		if err := checkVersion(version); err != nil {
-			return err
-		}
-		var ud []byte
-		switch {
-		case m.bootPurpose() == PurposePoweroff:
-			ud = []byte(poweroffUserData)
-		case m.Status == nodestatus.Deploying || m.Status == nodestatus.Deployed:
-			cfg, err := r.runnerConfig(c, m.SystemID, true)
-			if err != nil {
-				return err
-			}
-			ud = deployUserData(cfg)
-		case nodestatus.CommissioningLike(m.Status):
-			cfg, err := r.runnerConfig(c, m.SystemID, false)
-			if err != nil {
-				return err
-			}
-			ud = commissioningUserData(cfg)
-		default:
-			c.w.WriteHeader(http.StatusNotFound)
-			return nil
-		}
-		writeBinary(c.w, "application/octet-stream", ud)
-		return nil
-	})
 }
 
 // installerSpec renders the curtin configuration of c's machine.
@@ -552,11 +504,22 @@ func (r *Region) mdMaasemuInstaller(c *mdCall, version string) error {
 	})
 }
 
-// mdCurtinInstaller serves the curtin pack (curtin.pack.pack_install of the curtin
-// configuration and the source), which needs real curtin on this host. Without it the
-// request fails, and the node's event log and the trace say why, rather than serving
-// something that only looks like an installer.
-func (r *Region) mdCurtinInstaller(c *mdCall, version string) error {
+// mdCurtinUserData is CurtinUserDataHandler at MAAS 3.7.3: the ephemeral's user-data is
+// the curtin installer itself, get_curtin_userdata = curtin.pack.pack_install of the
+// node's curtin configuration with the install source as argument, whatever the node's
+// status; cloud-init runs it as a user script. Reading it never ends a deployment.
+//
+// The pack needs the real curtin Python package on this host (Options.Packer). Without
+// it there is no installer to give, and the fake says so instead of serving a script
+// that only looks like one: 404 (there is no curtin user-data here) with a body naming
+// the problem, a node event and a trace event (trace.KindInstallerUnavailable). A real
+// Ubuntu ephemeral then installs nothing and the event log says why. 404 rather than
+// MAAS's 5xx for a user-data it cannot build: cloud-init treats user-data as optional
+// only when it is missing (404), and maasemu's agent reads its datasource as cloud-init
+// does, so any other status would fail the agent's boot, although the agent never runs
+// the user-data (it takes the same configuration from InstallerRoute). A pack_install
+// that fails with curtin present is a 500, as in MAAS.
+func (r *Region) mdCurtinUserData(c *mdCall, version string) error {
 	return getOnly(c, func() error {
 		m, err := r.requireNode(c)
 		if err != nil {
@@ -570,24 +533,32 @@ func (r *Region) mdCurtinInstaller(c *mdCall, version string) error {
 			return err
 		}
 		pack, err := r.pack(c.Context(), spec)
-		if err != nil {
-			msg := fmt.Sprintf("curtin-installer cannot be served: %v", err)
-			if errors.Is(err, curtincfg.ErrCurtinUnavailable) {
-				msg = fmt.Sprintf("curtin-installer cannot be served: real curtin is unavailable on this host (%v), "+
-					"so a real Ubuntu ephemeral cannot be given the installer; maasemu's agent reads %s%s instead",
-					err, "<metadata_url>/2012-03-01/", InstallerRoute)
-			}
-			_ = r.updateMachine(m.SystemID, func(w *writer, m *machine) error {
-				w.nodeEvent(m, "NODE_INSTALL_EVENT_FAILED", "'maasemu' "+msg, "")
-				return nil
-			})
-			r.sink.Emit(trace.Event{Source: trace.SourceMetadata, Kind: trace.KindMetadataRead, Level: trace.LevelError,
-				Machine: m.SystemID, Message: msg, Attrs: map[string]any{"path": c.URL.Path, "status": http.StatusServiceUnavailable,
-					"error": err.Error()}})
-			return textError(http.StatusServiceUnavailable, msg)
+		if err == nil {
+			writeBinary(c.w, "application/octet-stream", pack)
+			return nil
 		}
-		writeBinary(c.w, "application/octet-stream", pack)
-		return nil
+		if c.Context().Err() != nil {
+			return c.Context().Err()
+		}
+		unavailable := errors.Is(err, curtincfg.ErrCurtinUnavailable)
+		status, level := http.StatusInternalServerError, trace.LevelError
+		msg := fmt.Sprintf("curtin user-data cannot be served: packing the curtin installer failed: %v", err)
+		if unavailable {
+			status, level = http.StatusNotFound, trace.LevelWarn
+			msg = fmt.Sprintf("curtin user-data cannot be served: real curtin is unavailable on this host (%v). "+
+				"MAAS 3.7 serves curtin's pack_install of the node's configuration as this user-data, so a real Ubuntu "+
+				"ephemeral is given no installer and installs nothing (give maasemu a curtin tree with --curtin DIR, or "+
+				"install python3-curtin); maasemu's agent is unaffected: it reads the configuration from "+
+				"<metadata_url>/2012-03-01/%s", err, InstallerRoute)
+		}
+		_ = r.updateMachine(m.SystemID, func(w *writer, m *machine) error {
+			w.nodeEvent(m, "NODE_INSTALL_EVENT_FAILED", "'maasemu' "+msg, "")
+			return nil
+		})
+		r.sink.Emit(trace.Event{Source: trace.SourceMetadata, Kind: trace.KindInstallerUnavailable, Level: level,
+			Machine: m.SystemID, Message: msg, Attrs: map[string]any{"path": c.URL.Path, "status": status,
+				"error": err.Error(), "curtin_unavailable": unavailable}})
+		return textError(status, msg)
 	})
 }
 

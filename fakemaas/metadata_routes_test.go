@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/maasemu/maasemu/fakemaas/commissioning"
 	"github.com/maasemu/maasemu/fakemaas/curtincfg"
 	"github.com/maasemu/maasemu/fakemaas/regiontest"
+	"github.com/maasemu/maasemu/trace"
 )
 
 // TestMetadataRoutes checks the metadata tree's listings, the anonymous (enlistment)
@@ -186,9 +189,11 @@ func (p *recordingPacker) Pack(_ context.Context, spec curtincfg.InstallerSpec) 
 	return []byte(fmt.Sprintf("#!/bin/sh\n# pack of %d configs\n", len(spec.Configs))), nil
 }
 
-// TestCurtinInstallerPack: with a packer, curtin-installer serves its pack of the same
-// configuration the maasemu-installer route serves.
-func TestCurtinInstallerPack(t *testing.T) {
+// TestCurtinUserDataPack: as MAAS 3.7.3, the deploying ephemeral's curtin user-data is
+// the packer's pack of the same configuration the maasemu-installer route serves, and
+// there is no curtin-installer or curtin maas-scripts route (those paths are the curtin
+// version index, as Django's prefix pattern makes them).
+func TestCurtinUserDataPack(t *testing.T) {
 	packer := &recordingPacker{}
 	env := regiontest.Start(t, regiontest.Options{Packer: packer})
 	env.ImportDefaultStream(t)
@@ -204,18 +209,117 @@ func TestCurtinInstallerPack(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := &nodeAgent{t: t, creds: creds, metadataURL: env.Server.URL + "/MAAS/metadata/curtin/"}
-	res := n.get("2012-03-01/curtin-installer")
-	if res.Status != 200 || res.ContentType != "application/octet-stream" || !strings.HasPrefix(string(res.Body), "#!/bin/sh\n# pack of ") {
-		t.Fatalf("curtin-installer: %s", res)
+	if res := n.get("2012-03-01/user-data"); res.Status != 200 || res.ContentType != "application/octet-stream" ||
+		string(res.Body) != "#!/bin/sh\n# pack of 8 configs\n" {
+		t.Fatalf("curtin user-data: %s", res)
 	}
 	var spec curtincfg.InstallerSpec
 	if err := json.Unmarshal(n.mustGet("2012-03-01/"+fakemaas.InstallerRoute), &spec); err != nil {
 		t.Fatal(err)
 	}
 	if len(packer.specs) != 1 {
-		t.Fatalf("packer called %d times", len(packer.specs))
+		t.Fatalf("packer called %d times, want once", len(packer.specs))
 	}
 	if diff := cmp.Diff(spec, packer.specs[0]); diff != "" {
 		t.Errorf("packed spec differs from the installer route's (-route +packed):\n%s", diff)
+	}
+	for _, p := range []string{"2012-03-01/curtin-installer", "2012-03-01/maas-scripts"} {
+		if res := n.get(p); res.Status != 200 || string(res.Body) != "maas-commissioning-scripts\nmeta-data" {
+			t.Errorf("GET curtin/%s = %s, want the version index (MAAS 3.7 has no such route)", p, res)
+		}
+	}
+	if st := machineStatus(t, env, sid); st != "Deploying" {
+		t.Errorf("reading the curtin user-data changed the status to %q", st)
+	}
+}
+
+// packer is fakemaas.Options.Packer.
+type packer interface {
+	Pack(context.Context, curtincfg.InstallerSpec) ([]byte, error)
+}
+
+// unavailablePacker is a packer on a host without curtin.
+type unavailablePacker struct{}
+
+func (unavailablePacker) Pack(context.Context, curtincfg.InstallerSpec) ([]byte, error) {
+	return nil, fmt.Errorf("%w (test: no curtin here)", curtincfg.ErrCurtinUnavailable)
+}
+
+// failingPacker is a curtin whose pack_install fails.
+type failingPacker struct{}
+
+func (failingPacker) Pack(context.Context, curtincfg.InstallerSpec) ([]byte, error) {
+	return nil, errors.New("curtin pack_install failed: OSError: test")
+}
+
+// TestCurtinUserDataWithoutCurtin: without real curtin there is no installer to serve: the
+// curtin user-data is 404 (cloud-init's "no user-data", so neither a real ephemeral's nor
+// maasemu's agent's datasource read fails) with a body naming the problem, the node's
+// event log and the trace say real curtin is unavailable, the installer route still
+// serves the configuration, and the machine is unchanged. A pack_install failure with
+// curtin present is a 500.
+func TestCurtinUserDataWithoutCurtin(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		packer      packer
+		status      int
+		body        string
+		traceLevel  string
+		unavailable bool
+	}{
+		{"no curtin", unavailablePacker{}, 404, "real curtin is unavailable on this host", trace.LevelWarn, true},
+		{"--curtin without curtin", curtincfg.Packer{CurtinDir: t.TempDir()}, 404, "holds no curtin/__init__.py", trace.LevelWarn, true},
+		{"python without curtin", curtincfg.Packer{Python: "maasemu-no-such-python"}, 404, "no Python interpreter", trace.LevelWarn, true},
+		{"pack_install fails", failingPacker{}, 500, "packing the curtin installer failed: curtin pack_install failed: OSError: test", trace.LevelError, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := regiontest.Start(t, regiontest.Options{Packer: tc.packer})
+			env.ImportDefaultStream(t)
+			if _, err := regiontest.UploadCustomImage(env.Client, "img", "amd64/generic", "tgz", "ubuntu/noble", []byte("t")); err != nil {
+				t.Fatal(err)
+			}
+			sid := readyMachine(t, env, "nc", "52:54:00:11:00:02")
+			if _, err := env.Client.Machine.Deploy(sid, &entity.MachineDeployParams{DistroSeries: "img"}); err != nil {
+				t.Fatal(err)
+			}
+			creds, err := env.Region.NodeToken(sid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := &nodeAgent{t: t, creds: creds, metadataURL: env.Server.URL + "/MAAS/metadata/curtin/"}
+			before := machineMap(t, env, sid)
+			res := n.get("2012-03-01/user-data")
+			if res.Status != tc.status || !strings.HasPrefix(string(res.Body), "curtin user-data cannot be served: ") ||
+				!strings.Contains(string(res.Body), tc.body) || strings.Contains(string(res.Body), "#!") {
+				t.Fatalf("curtin user-data = %s, want %d naming %q", res, tc.status, tc.body)
+			}
+			evs := eventDescriptions(t, env, sid)
+			if !slices.ContainsFunc(evs, func(e string) bool {
+				return strings.HasPrefix(e, "Node installation failure - 'maasemu' curtin user-data cannot be served: ") && strings.Contains(e, tc.body)
+			}) {
+				t.Errorf("no installation failure event names the problem:\n%s", strings.Join(evs, "\n"))
+			}
+			var got []trace.Event
+			for _, e := range env.Events.Events() {
+				if e.Kind == trace.KindInstallerUnavailable {
+					got = append(got, e)
+				}
+			}
+			if len(got) != 1 || got[0].Machine != sid || got[0].Level != tc.traceLevel || got[0].Attrs["status"] != tc.status ||
+				got[0].Attrs["curtin_unavailable"] != tc.unavailable || !strings.Contains(got[0].Message, tc.body) {
+				t.Errorf("%s trace events = %+v", trace.KindInstallerUnavailable, got)
+			}
+			// The agent's route is unaffected; the machine is still Deploying.
+			var spec curtincfg.InstallerSpec
+			if err := json.Unmarshal(n.mustGet("2012-03-01/"+fakemaas.InstallerRoute), &spec); err != nil || len(spec.Args) != 1 {
+				t.Errorf("installer route: %+v, %v", spec, err)
+			}
+			after := machineMap(t, env, sid)
+			for _, k := range []string{"status_name", "netboot"} {
+				if before[k] != after[k] {
+					t.Errorf("%s changed from %v to %v", k, before[k], after[k])
+				}
+			}
+		})
 	}
 }

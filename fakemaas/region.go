@@ -46,8 +46,10 @@ type Options struct {
 	// MonitorInterval is how often expired operations are looked for (zero: every
 	// second, or a tenth of DeployTimeout when that is shorter).
 	MonitorInterval time.Duration
-	// Packer makes the curtin installer served at curtin/<version>/curtin-installer
-	// (nil: curtincfg.Pack, which needs real curtin on the host).
+	// Packer makes the curtin installer served as the curtin user-data
+	// (curtin/<version>/user-data), as MAAS 3.7's get_curtin_userdata does with
+	// curtin.pack.pack_install (nil: curtincfg.Pack, which needs real curtin on the
+	// host; curtincfg.Packer{CurtinDir: dir} uses a curtin tree).
 	Packer interface {
 		Pack(ctx context.Context, spec curtincfg.InstallerSpec) ([]byte, error)
 	}

@@ -6,12 +6,15 @@ import (
 	"strings"
 )
 
-// The user-data scripts the fake serves to ephemeral environments. MAAS serves its own
-// script runner (maas_run_remote_scripts with maas_api_helper); these are the fake's
-// own, smaller programs that do the same on the wire: read the node's scripts from
-// maas-scripts, run them, report each result with op=signal, fetch and run the curtin
-// installer while deploying, and power off when told. Each is rendered with the node's
-// metadata URL and OAuth credentials, as MAAS renders its user-data.
+// The user-data scripts the fake serves to ephemeral environments on the node metadata
+// tree (/MAAS/metadata/<version>/user-data). MAAS serves its own script runner
+// (maas_run_remote_scripts with maas_api_helper); the commissioning runner here is the
+// fake's own, smaller program that does the same on the wire: read the node's scripts
+// from maas-scripts, run them and report each result with op=signal. The power-off and
+// enlistment scripts are served when the machine should be off or is unknown. A
+// deploying ephemeral's user-data is not here: at MAAS 3.7 it is the curtin pack
+// (mdCurtinUserData). Scripts are rendered with the node's metadata URL and OAuth
+// credentials, as MAAS renders its user-data.
 
 // runnerConfig is what a script needs to talk to the metadata service as the node.
 type runnerConfig struct {
@@ -114,35 +117,6 @@ def main():
 sys.exit(main())
 `
 
-// deployMain fetches the curtin installer (curtin/<version>/curtin-installer) and runs
-// it, then signals the result.
-const deployMain = `
-
-def main():
-    base = CONFIG["metadata_url"].rstrip("/")
-    curtin = base if base.endswith("/curtin") else base + "/curtin"
-    try:
-        _, installer = request(curtin + "/2012-03-01/curtin-installer")
-    except urllib.error.HTTPError as e:
-        msg = "fetching curtin-installer: %s %s" % (e.code, e.read().decode(errors="replace").strip())
-        print("maasemu: " + msg, file=sys.stderr)
-        signal("FAILED", msg)
-        return 1
-    fd, path = tempfile.mkstemp(prefix="curtin-installer-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(installer)
-    os.chmod(path, 0o755)
-    rc = subprocess.call([path])
-    if rc != 0:
-        signal("FAILED", "curtin-installer exited %d" % rc)
-        return rc
-    signal("OK", "curtin-installer finished")
-    return 0
-
-
-sys.exit(main())
-`
-
 func renderRunner(kind, main string, cfg runnerConfig) []byte {
 	b, _ := json.Marshal(cfg)
 	q, _ := json.Marshal(string(b))
@@ -154,11 +128,6 @@ func renderRunner(kind, main string, cfg runnerConfig) []byte {
 // commissioningUserData is the commissioning script runner for a node.
 func commissioningUserData(cfg runnerConfig) []byte {
 	return renderRunner("the commissioning script runner (maas-scripts, op=signal)", commissioningMain, cfg)
-}
-
-// deployUserData is the ephemeral's deployment script for a node.
-func deployUserData(cfg runnerConfig) []byte {
-	return renderRunner("the deployment script (fetches and runs curtin-installer, then op=signal)", deployMain, cfg)
 }
 
 // poweroffUserData is served when the machine should be off (boot purpose poweroff).

@@ -50,7 +50,8 @@ func (p scriptPacker) Pack(context.Context, curtincfg.InstallerSpec) ([]byte, er
 
 // TestUserDataScripts runs the user-data the fake serves: the commissioning script runner
 // (with a machine-resources stand-in printing the report) takes the machine to Ready; the
-// deployment script runs the curtin-installer and signals its outcome.
+// deploying ephemeral's curtin user-data is the packer's installer itself (MAAS 3.7), which
+// reports nothing by its exit status: only cloud-init's events do.
 func TestUserDataScripts(t *testing.T) {
 	py := python3(t)
 	env := regiontest.Start(t, regiontest.Options{Packer: scriptPacker{"1"}})
@@ -88,7 +89,7 @@ func TestUserDataScripts(t *testing.T) {
 		t.Fatalf("after the commissioning script runner: %v with %d disks\n%s", mm["status_name"], len(mm["blockdevice_set"].([]any)), out)
 	}
 
-	// Deploy: the pack exits 1, so the deployment script signals FAILED.
+	// Deploy: the curtin user-data is the pack, verbatim.
 	if _, err := regiontest.UploadCustomImage(env.Client, "img", "amd64/generic", "tgz", "ubuntu/noble", []byte("t")); err != nil {
 		t.Fatal(err)
 	}
@@ -97,12 +98,25 @@ func TestUserDataScripts(t *testing.T) {
 	}
 	kp, _ = env.Region.BootConfig(t.Context(), fakemaas.BootRequest{MAC: mac, LocalIP: rack})
 	eph := bootNode(t, kp.PreseedURL)
-	out, err = runUserData(t, py, eph.mustGet("2012-03-01/user-data"), bin)
-	if err == nil || !strings.Contains(out, "curtin install from the pack") {
-		t.Errorf("deployment user-data with a failing pack: %v\n%s", err, out)
+	ud := eph.mustGet("2012-03-01/user-data")
+	want, _ := scriptPacker{"1"}.Pack(t.Context(), curtincfg.InstallerSpec{})
+	if string(ud) != string(want) {
+		t.Errorf("deploying curtin user-data = %q, want the pack %q", ud, want)
 	}
+	sh := filepath.Join(t.TempDir(), "pack")
+	if err := os.WriteFile(sh, ud, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(t.Context(), sh).CombinedOutput(); err == nil || !strings.Contains(string(out), "curtin install from the pack") {
+		t.Errorf("running the curtin user-data: %v\n%s", err, out)
+	}
+	if st := machineStatus(t, env, m.SystemID); st != "Deploying" {
+		t.Errorf("after reading and running the curtin user-data: %s, want Deploying", st)
+	}
+	// MAAS learns of the failure from cloud-init's webhook, as it would here.
+	eph.mustEvent(finish("cloudinit", "modules-final", "running modules for final", "FAIL"))
 	if st := machineStatus(t, env, m.SystemID); st != "Failed deployment" {
-		t.Errorf("after a failing curtin-installer: %s", st)
+		t.Errorf("after cloud-init reported the failure: %s", st)
 	}
 
 	// Without machine-resources the commissioning script fails, and so does commissioning.

@@ -37,6 +37,9 @@ const (
 	KindSignal       = "metadata.signal"
 	KindNetbootOff   = "metadata.netboot_off"
 	KindUserDataRead = "metadata.user_data" // the installed OS read its user-data
+	// The curtin user-data (MAAS 3.7: the curtin pack) could not be served to a machine;
+	// attrs: path, status, error, curtin_unavailable (no real curtin on the host).
+	KindInstallerUnavailable = "metadata.installer_unavailable"
 
 	// Status webhook (attrs: origin, name, event_type, result, description).
 	KindWebhookEvent = "webhook.event"
