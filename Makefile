@@ -31,9 +31,12 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo -E) apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: all $(words $(sort $(DEPS_PKGS))) packages present"; fi
 
+# The agent carries no version stamp: it goes into the cached ephemeral, which would be
+# rebuilt for every commit otherwise.
 build:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/maasemu
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/maasemu-agent
 
 # Start libvirtd and virtlogd when they are installed and not running (no systemd here).
 services:

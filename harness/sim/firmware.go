@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -187,8 +188,17 @@ func (fw *firmware) dhcp(ctx context.Context, pxe bool) (*dhcpv4.DHCPv4, error) 
 			_ = fw.nic.SetGateway(gw)
 		}
 	}
-	fw.http = &http.Client{Transport: &http.Transport{DialContext: fw.nic.DialContext, MaxIdleConnsPerHost: 4}}
+	fw.http = &http.Client{Transport: &http.Transport{DialContext: fw.dial, MaxIdleConnsPerHost: 4}}
 	return ack, nil
+}
+
+// dial connects through the NIC, failing at once while it has no address, as a kernel
+// with no route does (the first boot's init-local reports before the network is up).
+func (fw *firmware) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if a := fw.nic.Addr(); !a.IsValid() || a.IsUnspecified() {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ENETUNREACH}
+	}
+	return fw.nic.DialContext(ctx, network, addr)
 }
 
 // netboot is what the NIC's boot ROM and the bootloader it loads do.

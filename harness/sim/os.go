@@ -85,7 +85,7 @@ func (m *Machine) runAgent(ctx context.Context, fw *firmware, cmdline string) (s
 		return "", err
 	}
 	defer os.RemoveAll(eroot)
-	px, err := startProxy(fw.nic.DialContext)
+	px, err := startProxy(fw.dial)
 	if err != nil {
 		return "", err
 	}
@@ -199,6 +199,9 @@ func (m *Machine) firstBoot(ctx context.Context, fw *firmware, d *disks, lin boo
 		con.say("sim: %v", err)
 		return bootIdle
 	}
+	// A new kernel: nothing of the firmware's connections survives.
+	fw.http.CloseIdleConnections()
+	fw.http = &http.Client{Transport: &http.Transport{DialContext: fw.dial}}
 	_, err = firstboot.Run(ctx, firstboot.Options{
 		Root:       root,
 		HTTPClient: fw.http,
@@ -252,9 +255,6 @@ func (n *simNet) Up(ctx context.Context, nc firstboot.NetConfig) ([]firstboot.Li
 				return nil, err
 			}
 			link.Gateway = ifc.Gateway4
-		}
-		if n.fw.http == nil {
-			n.fw.http = &http.Client{Transport: &http.Transport{DialContext: n.fw.nic.DialContext}}
 		}
 		return []firstboot.Link{link}, nil
 	}
