@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,15 +49,23 @@ func buildMaasemu(t *testing.T) string {
 type server struct {
 	cmd    *exec.Cmd
 	url    string // http://addr/MAAS/
+	rack   string // what the rack line says it serves ("" without rack flags)
 	stderr *bytes.Buffer
 	done   chan error
 }
 
 var listenLine = regexp.MustCompile(`listening on (http://\S+/MAAS/)`)
 
-func startServe(t *testing.T, bin, state string) *server {
+// startServe starts "maasemu serve" on state with extra flags and waits until it says where
+// it listens (and, with rack flags, what the rack serves) and its API answers.
+func startServe(t *testing.T, bin, state string, extra ...string) *server {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--state", state)
+	return startServeWith(t, bin, state, true, extra...)
+}
+
+func startServeWith(t *testing.T, bin, state string, probe bool, extra ...string) *server {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--state", state}, extra...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -72,22 +81,39 @@ func startServe(t *testing.T, bin, state string) *server {
 			<-s.done
 		}
 	})
-	lines := make(chan string, 1)
+	wantRack := slices.ContainsFunc(extra, func(a string) bool {
+		return a == "--tftp" || a == "--http" || a == "--dhcp-interface"
+	})
+	type line struct{ region, rack string }
+	lines := make(chan line, 2)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if m := listenLine.FindStringSubmatch(sc.Text()); m != nil {
-				lines <- m[1]
+				lines <- line{region: m[1]}
+			} else if m := rackLine.FindStringSubmatch(sc.Text()); m != nil {
+				lines <- line{rack: m[1]}
 			}
 		}
 		s.done <- cmd.Wait()
 	}()
-	select {
-	case s.url = <-lines:
-	case err := <-s.done:
-		t.Fatalf("maasemu serve exited: %v\n%s", err, s.stderr)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("maasemu serve did not start\n%s", s.stderr)
+	timeout := time.After(60 * time.Second)
+	for s.url == "" || (wantRack && s.rack == "") {
+		select {
+		case l := <-lines:
+			if l.region != "" {
+				s.url = l.region
+			} else {
+				s.rack = l.rack
+			}
+		case err := <-s.done:
+			t.Fatalf("maasemu serve exited: %v\n%s", err, s.stderr)
+		case <-timeout:
+			t.Fatalf("maasemu serve did not start\n%s", s.stderr)
+		}
+	}
+	if !probe {
+		return s
 	}
 	// Ready: GET version/ answers 200.
 	for i := 0; ; i++ {
