@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 
 	"github.com/maasemu/maasemu/pxe/bootconfig"
 	"github.com/maasemu/maasemu/pxe/bootfiles"
@@ -65,6 +66,7 @@ type Config struct {
 // opens; see ServeHost for host sockets.
 type Rack struct {
 	cfg   Config
+	sink  trace.Sink // the caller's sink; cfg.Sink adds MACs to it
 	tree  *bootfiles.Tree
 	dhcp  *dhcp4.Server // nil without Subnets
 	dhcp6 *dhcp6.Server // nil without Subnets6
@@ -92,7 +94,16 @@ func New(cfg Config) (*Rack, error) {
 		}
 		host = bootloader.DefaultHost(cache)
 	}
-	r := &Rack{cfg: cfg}
+	r := &Rack{sink: cfg.Sink}
+	// TFTP and HTTP requests carry no MAC; name the machine from its lease so that its
+	// timeline sees every file it fetched.
+	cfg.Sink = trace.Func(func(e trace.Event) {
+		if e.MAC == "" && (e.Source == trace.SourceTFTP || e.Source == trace.SourceHTTP) {
+			e.MAC = r.macOf(e.Attrs["remote"])
+		}
+		r.sink.Emit(e)
+	})
+	r.cfg = cfg
 	r.tree = bootfiles.New(bootfiles.Config{
 		Region:     cfg.Region,
 		Bootloader: bootloader.New(cfg.Region, host, cfg.Logger),
@@ -165,6 +176,34 @@ func (r *Rack) Leases() []dhcp4.Lease {
 		return nil
 	}
 	return r.dhcp.Leases()
+}
+
+// macOf returns the MAC leased the address in a "remote" attribute ("ip:port" or a
+// *net.UDPAddr), or "".
+func (r *Rack) macOf(remote any) string {
+	if r.dhcp == nil || remote == nil {
+		return ""
+	}
+	var s string
+	switch v := remote.(type) {
+	case string:
+		s = v
+	case fmt.Stringer:
+		s = v.String()
+	default:
+		return ""
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return ""
+	}
+	ip := ap.Addr().Unmap()
+	for _, l := range r.dhcp.Leases() {
+		if l.IP == ip {
+			return strings.ToLower(l.MAC)
+		}
+	}
+	return ""
 }
 
 // Tree is the served file tree, for callers that read boot files in-process (simulated
