@@ -12,11 +12,19 @@ const (
 	KindDHCPRelease  = "dhcp.release"
 	KindDHCPIgnored  = "dhcp.ignored" // attrs: reason
 	KindDHCPBad      = "dhcp.bad"     // malformed packet; attrs: reason
+	// The client found the address it was given in use (DHCPDECLINE; DHCPv6 Decline);
+	// attrs: requested.
+	KindDHCPDecline = "dhcp.decline"
+	// A lease ended because its time ran out without a renewal; attrs: yiaddr.
+	KindDHCPExpire = "dhcp.expire"
 
 	// TFTP (attrs: file, bytes, blksize, tsize, duration_ms, error).
 	KindTFTPRead     = "tftp.read"     // a transfer completed
 	KindTFTPNotFound = "tftp.notfound" // file not found answered
 	KindTFTPError    = "tftp.error"    // refused (traversal, write request) or failed transfer
+	// A size probe: the client asked with tsize, read the OACK and aborted with error 8,
+	// as UEFI firmware does before reading the file. Normal, not a failure.
+	KindTFTPProbe = "tftp.probe"
 
 	// Rack HTTP (attrs: path, status, bytes, range, duration_ms).
 	KindHTTPGet   = "http.get"

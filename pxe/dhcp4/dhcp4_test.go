@@ -379,14 +379,20 @@ func TestLeaseLifecycle(t *testing.T) {
 	// Expiry: after the lease time, client 2's lease ends.
 	clk.add(601 * time.Second)
 	s.Expire()
-	var expired []string
+	var expired, released []string
 	for _, e := range rec.Events() {
-		if e.Kind == trace.KindDHCPRelease && e.Attrs["reason"] == "expired" {
-			expired = append(expired, e.MAC)
+		switch e.Kind {
+		case trace.KindDHCPExpire:
+			expired = append(expired, e.MAC+" "+e.Attrs["yiaddr"].(string))
+		case trace.KindDHCPRelease:
+			released = append(released, e.MAC)
 		}
 	}
-	if diff := cmp.Diff([]string{"52:54:00:00:00:02"}, expired); diff != "" {
+	if diff := cmp.Diff([]string{"52:54:00:00:00:02 198.18.0.101"}, expired); diff != "" {
 		t.Errorf("expired (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"52:54:00:00:00:01"}, released); diff != "" {
+		t.Errorf("released (-want +got):\n%s", diff)
 	}
 	// Client 1 comes back: its old address.
 	if got := dora(t, s, mac(1)).YourIPAddr.String(); got != "198.18.0.100" {
@@ -412,12 +418,22 @@ func TestSelectingAnotherServer(t *testing.T) {
 }
 
 func TestDecline(t *testing.T) {
-	s, _, clk := newServer(t, nil)
+	s, rec, clk := newServer(t, nil)
 	a := dora(t, s, mac(1))
 	dec, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac(1)), dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline),
 		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(a.YourIPAddr)), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("198.18.0.2"))))
 	if r := handle(t, s, dec); r != nil {
 		t.Fatal("decline answered")
+	}
+	last := rec.Events()[len(rec.Events())-1]
+	if last.Kind != trace.KindDHCPDecline || last.MAC != mac(1).String() || last.Attrs["requested"] != "198.18.0.100" ||
+		last.Attrs["msg_type"] != "DECLINE" {
+		t.Errorf("decline event %+v", last)
+	}
+	for _, e := range rec.Events() {
+		if e.Kind == trace.KindDHCPRelease {
+			t.Errorf("a decline reported as a release: %+v", e)
+		}
 	}
 	if got := handle(t, s, discover(mac(1))).Msg.YourIPAddr.String(); got != "198.18.0.101" {
 		t.Errorf("after declining .100 the client got %s, want .101", got)

@@ -312,8 +312,8 @@ func (s *Server) persist() {
 	}
 }
 
-// Expire ends leases whose time is up, reporting each as a dhcp.release event with
-// reason "expired". Serve calls it periodically.
+// Expire ends leases whose time is up, reporting each as a dhcp.expire event. Serve calls
+// it periodically.
 func (s *Server) Expire() {
 	now := s.cfg.Now()
 	s.mu.Lock()
@@ -323,9 +323,9 @@ func (s *Server) Expire() {
 	}
 	s.mu.Unlock()
 	for _, l := range ended {
-		s.cfg.Sink.Emit(trace.Event{Source: trace.SourceDHCP, Kind: trace.KindDHCPRelease, MAC: l.MAC,
+		s.cfg.Sink.Emit(trace.Event{Source: trace.SourceDHCP, Kind: trace.KindDHCPExpire, MAC: l.MAC,
 			Message: fmt.Sprintf("lease of %v to %s expired", l.IP, l.MAC),
-			Attrs:   map[string]any{"yiaddr": l.IP.String(), "reason": "expired"}})
+			Attrs:   map[string]any{"yiaddr": l.IP.String()}})
 	}
 }
 
@@ -505,7 +505,7 @@ var inKinds = map[dhcpv4.MessageType]string{
 	dhcpv4.MessageTypeRequest:  trace.KindDHCPRequest,
 	dhcpv4.MessageTypeInform:   trace.KindDHCPRequest,
 	dhcpv4.MessageTypeRelease:  trace.KindDHCPRelease,
-	dhcpv4.MessageTypeDecline:  trace.KindDHCPRelease,
+	dhcpv4.MessageTypeDecline:  trace.KindDHCPDecline,
 }
 
 var outKinds = map[dhcpv4.MessageType]string{

@@ -338,7 +338,11 @@ func (s *Server) handle(ctx context.Context, msg *dhcpv6.Message, mac net.Hardwa
 			err = s.assign(resp, msg, sub, duid, mac, host, now, true)
 		}
 	case dhcpv6.MessageTypeRelease, dhcpv6.MessageTypeDecline:
-		resp, err = dhcpv6.NewReplyFromMessage(msg)
+		// Both get a Reply (RFC 8415 18.4.7, 18.4.8); the library builds one for a Release
+		// only, so a Decline is answered through a copy typed as one.
+		asRelease := *msg
+		asRelease.MessageType = dhcpv6.MessageTypeRelease
+		resp, err = dhcpv6.NewReplyFromMessage(&asRelease)
 		if err == nil {
 			for _, ia := range msg.Options.IANA() {
 				for _, a := range ia.Options.Addresses() {
@@ -468,8 +472,10 @@ func kindIn(t dhcpv6.MessageType) string {
 	switch t {
 	case dhcpv6.MessageTypeSolicit:
 		return trace.KindDHCPDiscover
-	case dhcpv6.MessageTypeRelease, dhcpv6.MessageTypeDecline:
+	case dhcpv6.MessageTypeRelease:
 		return trace.KindDHCPRelease
+	case dhcpv6.MessageTypeDecline:
+		return trace.KindDHCPDecline
 	case dhcpv6.MessageTypeRequest, dhcpv6.MessageTypeRenew, dhcpv6.MessageTypeRebind,
 		dhcpv6.MessageTypeConfirm, dhcpv6.MessageTypeInformationRequest:
 		return trace.KindDHCPRequest

@@ -266,3 +266,32 @@ func TestNClient6(t *testing.T) {
 		t.Errorf("reply (-want +got):\n%s", diff)
 	}
 }
+
+// TestDecline: a Decline is reported as dhcp.decline (not a release), and the declined
+// address is not offered again at once.
+func TestDecline(t *testing.T) {
+	s, rec := newServer(t, nil)
+	adv := handle(t, s, solicit(mac(1))).Msg.(*dhcpv6.Message)
+	req, err := dhcpv6.NewRequestFromAdvertise(adv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle(t, s, req)
+	dec, _ := dhcpv6.NewRequestFromAdvertise(adv)
+	dec.MessageType = dhcpv6.MessageTypeDecline
+	if r := handle(t, s, dec).Msg.(*dhcpv6.Message); r.Options.Status().StatusCode != iana.StatusSuccess {
+		t.Errorf("decline: %s", r.Summary())
+	}
+	var kinds []string
+	for _, e := range rec.Events() {
+		if e.Attrs["msg_type"] == "DECLINE" {
+			kinds = append(kinds, e.Kind)
+		}
+	}
+	if diff := cmp.Diff([]string{trace.KindDHCPDecline}, kinds); diff != "" {
+		t.Errorf("events of the DECLINE (-want +got):\n%s", diff)
+	}
+	if got := handle(t, s, solicit(mac(2))).Msg.(*dhcpv6.Message).Options.OneIANA().Options.OneAddress().IPv6Addr.String(); got == "fd00:198:18::100" {
+		t.Errorf("declined address offered again at once")
+	}
+}

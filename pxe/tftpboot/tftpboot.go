@@ -321,8 +321,8 @@ func (ss *session) OnFailure(st tftp.TransferStats, err error) {
 	case t.bytes == 0 && strings.Contains(err.Error(), "code=8"):
 		// UEFI (EDK2 PxeBcTftpGetFileSize) asks with tsize, reads the OACK and aborts with
 		// error 8 "user aborted"; then it reads the file. Normal, not a failure (pin/tftp#125).
-		ev.Level = trace.LevelDebug
-		attrs["probe"] = true
+		ev.Kind, ev.Level = trace.KindTFTPProbe, trace.LevelDebug
+		delete(attrs, "error")
 		attrs["reason"] = "tsize probe aborted by the client (normal for UEFI)"
 		ev.Message = fmt.Sprintf("size probe of %s (client aborted after the OACK, as UEFI does)", st.Filename)
 	case ss.ctx.Err() != nil:

@@ -401,8 +401,11 @@ func TestUEFISizeProbe(t *testing.T) {
 	for time.Now().Before(deadline) {
 		for _, e := range f.rec.Events() {
 			if e.Kind == trace.KindTFTPError {
-				if e.Level != trace.LevelDebug || e.Attrs["probe"] != true {
-					t.Fatalf("probe reported as a failure: %+v", e)
+				t.Fatalf("probe reported as a failure: %+v", e)
+			}
+			if e.Kind == trace.KindTFTPProbe {
+				if e.Level != trace.LevelDebug || e.Attrs["file"] != "bootx64.efi" || e.Attrs["error"] != nil {
+					t.Fatalf("probe event %+v", e)
 				}
 				// Then the real download works.
 				got, _, err := goGet(t, f.addr, "bootx64.efi", 1468)
