@@ -69,17 +69,26 @@ func Reply(frame []byte, routerMAC net.HardwareAddr) (reply []byte, ok bool) {
 	return Advertisement(routerMAC, dstMAC, dstIP), true
 }
 
-// Advertisement builds the Ethernet frame of a Router Advertisement from routerMAC to
-// dstMAC/dstIP: hop limit 255, router lifetime 0 (not a default router), no M/O flags, no
-// prefix, and the router's link-layer address.
-func Advertisement(routerMAC, dstMAC net.HardwareAddr, dstIP netip.Addr) []byte {
-	src := LinkLocal(routerMAC)
+// Message is the ICMPv6 Router Advertisement itself, with its checksum zero (a raw ICMPv6
+// socket has the kernel fill it in): type 134, current hop limit 0 (unspecified), neither
+// the M nor the O flag, router lifetime 0 (not a default router), reachable time and
+// retransmit timer unspecified, no prefix, and the source link-layer address option
+// when routerMAC is an Ethernet address.
+func Message(routerMAC net.HardwareAddr) []byte {
 	body := make([]byte, 16, 24)
 	body[0] = typeRouterAdvertise
-	// body[4] cur hop limit 0 (unspecified), body[5] flags 0, router lifetime 0,
-	// reachable time 0, retrans timer 0.
-	body = append(body, optSourceLinkLayer, 1)
-	body = append(body, routerMAC...)
+	if len(routerMAC) == 6 {
+		body = append(body, optSourceLinkLayer, 1)
+		body = append(body, routerMAC...)
+	}
+	return body
+}
+
+// Advertisement builds the Ethernet frame of the Router Advertisement (Message) from
+// routerMAC's link-local address to dstMAC/dstIP, hop limit 255, checksum filled in.
+func Advertisement(routerMAC, dstMAC net.HardwareAddr, dstIP netip.Addr) []byte {
+	src := LinkLocal(routerMAC)
+	body := Message(routerMAC)
 	binary.BigEndian.PutUint16(body[2:4], checksum(src, dstIP, body))
 
 	frame := make([]byte, 0, 14+40+len(body))

@@ -104,3 +104,24 @@ func TestNotASolicitation(t *testing.T) {
 		}
 	}
 }
+
+// TestMessage: the bare ICMPv6 message a raw socket sends is the advertisement's body
+// without its checksum; without an Ethernet address it has no link-layer option.
+func TestMessage(t *testing.T) {
+	m := Message(routerMAC)
+	want := append(make([]byte, 16), 1, 1)
+	want[0] = 134
+	want = append(want, routerMAC...)
+	if !bytes.Equal(m, want) {
+		t.Errorf("Message = %x, want %x", m, want)
+	}
+	adv := Advertisement(routerMAC, hostMAC, LinkLocal(hostMAC))
+	body := append([]byte(nil), adv[54:]...)
+	body[2], body[3] = 0, 0
+	if !bytes.Equal(body, m) {
+		t.Errorf("advertisement body %x is not Message %x", body, m)
+	}
+	if m := Message(nil); len(m) != 16 || m[0] != 134 {
+		t.Errorf("Message without a MAC = %x", m)
+	}
+}

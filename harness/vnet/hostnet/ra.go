@@ -2,18 +2,19 @@ package hostnet
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"golang.org/x/net/ipv6"
+
+	"github.com/maasemu/maasemu/pxe/ra"
 )
 
 // ServeRouterAdvertisements answers IPv6 router solicitations arriving on the interface
-// with a router advertisement that configures nothing (router lifetime 0, no prefix,
-// neither the managed nor the other-configuration flag), until ctx ends.
+// with pxe/ra's router advertisement, which configures nothing (router lifetime 0, no
+// prefix, neither the managed nor the other-configuration flag), until ctx ends.
 //
 // iPXE does not boot until its IPv6 autoconfiguration ends, which without a router on
 // the link takes about 16 s; the answer ends it at once. Call it in bridge mode when the
@@ -53,7 +54,7 @@ func (it *Interface) ServeRouterAdvertisements(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
 	defer stop()
-	ra := routerAdvertisement(ifi.HardwareAddr)
+	adv := ra.Message(ifi.HardwareAddr)
 	buf := make([]byte, 1500)
 	for {
 		n, cm, src, err := p.ReadFrom(buf)
@@ -78,21 +79,6 @@ func (it *Interface) ServeRouterAdvertisements(ctx context.Context) error {
 			dst = &net.IPAddr{IP: ia.IP, Zone: it.Name}
 		}
 		// The kernel fills in the ICMPv6 checksum.
-		_, _ = p.WriteTo(ra, &ipv6.ControlMessage{HopLimit: 255, IfIndex: it.Index}, dst)
+		_, _ = p.WriteTo(adv, &ipv6.ControlMessage{HopLimit: 255, IfIndex: it.Index}, dst)
 	}
-}
-
-// routerAdvertisement is the ICMPv6 message: type 134, current hop limit 64, no flags,
-// router lifetime 0, reachable time and retransmit timer unspecified, and the source
-// link-layer address option when the interface has a MAC.
-func routerAdvertisement(hw net.HardwareAddr) []byte {
-	m := make([]byte, 16, 24)
-	m[0] = byte(ipv6.ICMPTypeRouterAdvertisement)
-	m[4] = 64
-	binary.BigEndian.PutUint16(m[6:], 0) // router lifetime: not a default router
-	if len(hw) == 6 {
-		m = append(m, 1, 1)
-		m = append(m, hw...)
-	}
-	return m
 }
