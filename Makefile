@@ -39,8 +39,15 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/maasemu-agent
 
 # Start libvirtd and virtlogd when they are installed and not running (no systemd here).
+# First give /dev/kvm to group kvm, mode 0660, as Debian's udev rule does where no udev ran:
+# otherwise QEMU's user cannot open it while libvirtd's root probe could, and libvirt 9.0
+# re-probes QEMU on every call (about 55 s per define).
 services:
 	@if command -v libvirtd >/dev/null; then \
+		if [ -c /dev/kvm ] && getent group kvm >/dev/null; then \
+			$(if $(filter 0,$(shell id -u)),,sudo) chgrp kvm /dev/kvm && \
+			$(if $(filter 0,$(shell id -u)),,sudo) chmod 0660 /dev/kvm; \
+		fi; \
 		pgrep -x virtlogd >/dev/null || $(if $(filter 0,$(shell id -u)),,sudo) virtlogd -d; \
 		pgrep -x libvirtd >/dev/null || $(if $(filter 0,$(shell id -u)),,sudo) libvirtd -d; \
 		for i in $$(seq 50); do [ -S /var/run/libvirt/libvirt-sock ] && break; sleep 0.1; done; \
