@@ -209,8 +209,10 @@ func (r *Region) dispatch(w http.ResponseWriter, q *request) error {
 		return r.apiNodes(w, q)
 	case "installation-results", "commissioning-results":
 		return r.apiNodeResults(w, q)
-	case "zones", "resourcepools", "domains", "tags", "subnets", "fabrics", "spaces", "vlans":
+	case "zones", "resourcepools", "domains", "tags", "spaces":
 		return r.apiStatic(w, q)
+	case "subnets", "ipranges", "fabrics", "vlans":
+		return r.apiNetwork(w, q)
 	}
 	return notFound("Unknown API endpoint: " + q.URL.Path + ".")
 }

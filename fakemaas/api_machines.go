@@ -80,18 +80,18 @@ func (r *Region) machineJSON(m *machine) map[string]any {
 	if s := r.scriptSets[m.InstallationScriptSet]; s != nil {
 		sets.installation = s.status()
 	}
-	return machineJSONWith(m, sets)
+	return machineJSONWith(r.net, m, sets)
 }
 
-func machineJSONWith(m *machine, sets setStatuses) map[string]any {
+func machineJSONWith(n *netModel, m *machine, sets setStatuses) map[string]any {
 	uri := APIPrefix + "machines/" + m.SystemID + "/"
 	ifaces := make([]any, 0, len(m.Interfaces))
 	var boot any
 	bootIface := m.bootInterface()
-	for _, i := range m.Interfaces {
-		j := interfaceJSON(m, i)
+	for x := range m.Interfaces {
+		j := interfaceJSON(n, m, &m.Interfaces[x])
 		ifaces = append(ifaces, j)
-		if bootIface != nil && bootIface.MAC == i.MAC {
+		if bootIface != nil && bootIface.ID == m.Interfaces[x].ID {
 			boot = j
 		}
 	}
@@ -120,7 +120,7 @@ func machineJSONWith(m *machine, sets setStatuses) map[string]any {
 		"swap_size": nil, "storage": storage, "status": int(m.Status), "osystem": m.OSystem,
 		"distro_series": m.DistroSeries, "ephemeral_deploy": m.EphemeralDeploy,
 		"error_description": m.ErrorDescription, "netboot": m.Netboot, "power_type": m.PowerType,
-		"power_state": m.PowerState, "tag_names": tags, "address_ttl": nil, "ip_addresses": []string{},
+		"power_state": m.PowerState, "tag_names": tags, "address_ttl": nil, "ip_addresses": machineIPAddresses(m),
 		"interface_set": ifaces, "zone": zoneJSON(m.Zone), "pool": poolJSON(m.Pool), "disable_ipv4": false,
 		"constraints_by_type": map[string]any{}, "boot_disk": bootDisk, "blockdevice_set": disks,
 		"physicalblockdevice_set": disks, "virtualblockdevice_set": []any{}, "volume_groups": []any{},
@@ -585,7 +585,7 @@ func (r *Region) machineForm(q *request, m *machine, creating bool) error {
 				bad = append(bad, fmt.Sprintf("MAC address %s already in use on %s.", mac, r.machines[owner].Hostname))
 				continue
 			}
-			ifaces = append(ifaces, Interface{Name: fmt.Sprintf("eth%d", len(ifaces)), MAC: mac})
+			ifaces = append(ifaces, Interface{MAC: mac})
 		}
 		switch {
 		case len(bad) > 0:
@@ -593,7 +593,7 @@ func (r *Region) machineForm(q *request, m *machine, creating bool) error {
 		case len(ifaces) == 0 && creating:
 			fe.add("mac_addresses", "This field is required.")
 		case len(ifaces) > 0:
-			m.Interfaces = ifaces
+			m.Interfaces = withPhysical(m.Interfaces, ifaces)
 		}
 	}
 	if len(fe) > 0 {
@@ -641,9 +641,7 @@ func (r *Region) createMachine(q *request) (map[string]any, error) {
 			m.PowerType = "manual"
 		}
 		if err := r.commit(func(w *writer) error {
-			for i := range m.Interfaces {
-				m.Interfaces[i].ID = int(w.next("interface"))
-			}
+			w.assignInterfaces(m, !commissioning)
 			w.nodeEvent(m, "REQUEST_MACHINE_CREATE", requestDescription(q.user, ""), "create")
 			switch {
 			case deployed:
@@ -730,11 +728,7 @@ func (r *Region) updateMachineFromForm(sid string, q *request) error {
 			return err
 		}
 		if err := r.commit(func(w *writer) error {
-			for i := range m.Interfaces {
-				if m.Interfaces[i].ID == 0 {
-					m.Interfaces[i].ID = int(w.next("interface"))
-				}
-			}
+			w.assignInterfaces(m, !nodestatus.CommissioningLike(m.Status))
 			m.Updated = r.now().UTC()
 			w.putMachine(m)
 			return nil

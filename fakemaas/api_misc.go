@@ -16,39 +16,40 @@ type configItem struct {
 
 // configItems are the settings the deploy path reads (and a few clients read).
 var configItems = map[string]configItem{
-	"maas_name":                      {"maas", "str"},
-	"default_osystem":                {"ubuntu", "str"},
-	"default_distro_series":          {"noble", "str"},
-	"commissioning_osystem":          {"ubuntu", "str"},
-	"commissioning_distro_series":    {"noble", "str"},
-	"default_min_hwe_kernel":         {"", "str"},
-	"kernel_opts":                    {"", "str"},
-	"enable_http_proxy":              {true, "bool"},
-	"use_peer_proxy":                 {false, "bool"},
-	"http_proxy":                     {"", "str"},
-	"use_rack_proxy":                 {true, "bool"},
-	"maas_internal_domain":           {"maas-internal", "str"},
-	"maas_syslog_port":               {5247, "int"},
-	"remote_syslog":                  {"", "str"},
-	"node_timeout":                   {30, "int"},
-	"enable_third_party_drivers":     {true, "bool"},
-	"enable_kernel_crash_dump":       {false, "bool"},
-	"curtin_verbose":                 {true, "bool"},
-	"default_storage_layout":         {"flat", "str"},
-	"enable_disk_erasing_on_release": {false, "bool"},
-	"disk_erase_with_secure_erase":   {false, "bool"},
-	"disk_erase_with_quick_erase":    {false, "bool"},
-	"upstream_dns":                   {"", "str"},
-	"dnssec_validation":              {"auto", "str"},
-	"ntp_servers":                    {"ntp.ubuntu.com", "str"},
-	"ntp_external_only":              {false, "bool"},
-	"main_archive":                   {"http://archive.ubuntu.com/ubuntu", "str"},
-	"ports_archive":                  {"http://ports.ubuntu.com/ubuntu-ports", "str"},
-	"boot_images_auto_import":        {true, "bool"},
-	"completed_intro":                {true, "bool"},
-	"force_v1_network_yaml":          {false, "bool"},
-	"network_discovery":              {"enabled", "str"},
-	"default_domain":                 {"maas", "str"},
+	"maas_name":                        {"maas", "str"},
+	"default_osystem":                  {"ubuntu", "str"},
+	"default_distro_series":            {"noble", "str"},
+	"commissioning_osystem":            {"ubuntu", "str"},
+	"commissioning_distro_series":      {"noble", "str"},
+	"default_min_hwe_kernel":           {"", "str"},
+	"kernel_opts":                      {"", "str"},
+	"enable_http_proxy":                {true, "bool"},
+	"use_peer_proxy":                   {false, "bool"},
+	"http_proxy":                       {"", "str"},
+	"use_rack_proxy":                   {true, "bool"},
+	"maas_internal_domain":             {"maas-internal", "str"},
+	"maas_syslog_port":                 {5247, "int"},
+	"remote_syslog":                    {"", "str"},
+	"node_timeout":                     {30, "int"},
+	"enable_third_party_drivers":       {true, "bool"},
+	"enable_kernel_crash_dump":         {false, "bool"},
+	"curtin_verbose":                   {true, "bool"},
+	"default_storage_layout":           {"flat", "str"},
+	"enable_disk_erasing_on_release":   {false, "bool"},
+	"disk_erase_with_secure_erase":     {false, "bool"},
+	"disk_erase_with_quick_erase":      {false, "bool"},
+	"upstream_dns":                     {"", "str"},
+	"dnssec_validation":                {"auto", "str"},
+	"ntp_servers":                      {"ntp.ubuntu.com", "str"},
+	"ntp_external_only":                {false, "bool"},
+	"main_archive":                     {"http://archive.ubuntu.com/ubuntu", "str"},
+	"ports_archive":                    {"http://ports.ubuntu.com/ubuntu-ports", "str"},
+	"boot_images_auto_import":          {true, "bool"},
+	"completed_intro":                  {true, "bool"},
+	"force_v1_network_yaml":            {false, "bool"},
+	"network_discovery":                {"enabled", "str"},
+	"default_domain":                   {"maas", "str"},
+	"default_boot_interface_link_type": {"auto", "str"},
 }
 
 func configNames() []string {
@@ -245,7 +246,7 @@ func (r *Region) apiStatic(w http.ResponseWriter, q *request) error {
 			return nil
 		}
 		return notFound("No Tag matches the given query.")
-	default: // subnets, fabrics, spaces, vlans: the fake has none of its own
+	default: // spaces: the fake models none (every VLAN is in the undefined space)
 		if list {
 			writeJSON(w, http.StatusOK, []any{})
 			return nil

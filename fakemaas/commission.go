@@ -31,7 +31,7 @@ func (w *writer) startCommissioning(m *machine, user string, enableSSH, skipNetw
 	}
 	if !skipNetworking {
 		for i := range m.Interfaces {
-			m.Interfaces[i].LinkMode = ""
+			clearAllLinks(&m.Interfaces[i]) // _clear_networking_configuration
 		}
 	}
 	if err := w.setStatus(m, nodestatus.Commissioning); err != nil {
@@ -101,7 +101,7 @@ func (w *writer) applyHardware(m *machine, stdout []byte) error {
 			}
 			var iface *Interface
 			for i := range m.Interfaces {
-				if m.Interfaces[i].MAC == ri.MAC {
+				if m.Interfaces[i].MAC == ri.MAC && m.Interfaces[i].kind() == ifacePhysical {
 					iface = &m.Interfaces[i]
 				}
 			}
@@ -110,9 +110,11 @@ func (w *writer) applyHardware(m *machine, stdout []byte) error {
 				n = *iface
 			}
 			n.Name, n.Disconnected, n.LinkSpeed, n.Vendor, n.Product = ri.Name, !ri.LinkConnected, ri.LinkSpeed, ri.Vendor, ri.Product
+			n.Discovered = ri.Addresses
 			ifaces = append(ifaces, n)
 		}
 		m.Interfaces = ifaces
+		w.commissionedInterfaces(m)
 	}
 
 	if m.SkipStorage {

@@ -3,6 +3,7 @@ package fakemaas
 import (
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/maasemu/maasemu/fakemaas/curtincfg"
@@ -50,18 +51,8 @@ func (r *Region) machineInput(m *machine, creds *token, rackFallback string) *cu
 		in.Machine.BlockDevices = append(in.Machine.BlockDevices, curtincfg.BlockDevice{ID: d.ID, Name: d.Name,
 			IDPath: d.IDPath, Model: d.Model, Serial: d.Serial, Size: d.Size, BlockSize: d.BlockSize})
 	}
-	boot := m.bootInterface()
-	for _, i := range m.Interfaces {
-		ci := curtincfg.Interface{ID: i.ID, Type: curtincfg.IfacePhysical, Name: i.Name, MAC: i.MAC, Disconnected: i.Disconnected}
-		switch mode := i.effectiveLinkMode(boot != nil && boot.MAC == i.MAC); mode {
-		case "dhcp":
-			ci.Links = []curtincfg.Link{{Mode: curtincfg.LinkDHCP}}
-		case "link_up":
-			ci.Links = []curtincfg.Link{{Mode: curtincfg.LinkUp}}
-		}
-		in.Machine.Interfaces = append(in.Machine.Interfaces, ci)
-	}
-	if boot != nil {
+	in.Machine.Interfaces, in.Network.Subnets = r.networkInput(m)
+	if boot := m.bootInterface(); boot != nil {
 		in.Machine.BootInterface = boot.Name
 	}
 	in.Deployment = curtincfg.Deployment{OSystem: m.OSystem, Series: m.DistroSeries, HWEKernel: m.HWEKernel,
@@ -155,31 +146,23 @@ func (r *Region) installImage(m *machine) (*resource, *resourceSet, *resourceFil
 	return pick, set, nil
 }
 
-// bootInterface is the interface the machine boots from: the MAC it PXE-booted with,
-// else its first interface.
+// bootInterface is the interface the machine boots from (Node.get_boot_interface): the
+// physical interface with the MAC it PXE-booted with, else its first physical interface.
 func (m *machine) bootInterface() *Interface {
+	var first *Interface
 	for i := range m.Interfaces {
-		if m.BootMAC != "" && m.Interfaces[i].MAC == m.BootMAC {
-			return &m.Interfaces[i]
+		x := &m.Interfaces[i]
+		if x.kind() != ifacePhysical {
+			continue
+		}
+		if m.BootMAC != "" && x.MAC == m.BootMAC {
+			return x
+		}
+		if first == nil || x.ID < first.ID {
+			first = x
 		}
 	}
-	if len(m.Interfaces) > 0 {
-		return &m.Interfaces[0]
-	}
-	return nil
-}
-
-// effectiveLinkMode is how an interface is configured for deployment: its LinkMode, or
-// by default DHCP on the boot interface (the fake's stand-in for MAAS's AUTO link on the
-// boot subnet; the fake models no subnets) and nothing on the others.
-func (i *Interface) effectiveLinkMode(isBoot bool) string {
-	switch {
-	case i.LinkMode != "":
-		return i.LinkMode
-	case isBoot:
-		return "dhcp"
-	}
-	return "none"
+	return first
 }
 
 // preseedPurpose is get_preseed's choice: the commissioning preseed for
@@ -199,4 +182,54 @@ func (m *machine) preseedPurpose() curtincfg.Purpose {
 		return curtincfg.PurposeCommissioning
 	}
 	return curtincfg.PurposeDeploy
+}
+
+// networkInput maps a machine's interfaces, their links and the subnets those link to onto
+// the generator's input, as NodeNetworkConfiguration reads them: type, name, MAC, the
+// VLAN's MTU and VID, parents, params (bond_*, bridge_*, mtu, accept-ra), the links with
+// their subnets' CIDRs and addresses; an interface on no VLAN is "disconnected"
+// (netplan optional). Subnets carry their gateway, DNS servers, allow_dns, whether MAAS
+// serves DHCP on their VLAN, and the rack's addresses on that VLAN (r.mu held).
+func (r *Region) networkInput(m *machine) ([]curtincfg.Interface, []curtincfg.Subnet) {
+	n := r.net
+	var ifaces []curtincfg.Interface
+	used := map[int]bool{}
+	for x := range m.Interfaces {
+		i := &m.Interfaces[x]
+		ci := curtincfg.Interface{ID: i.ID, Type: i.kind(), Name: i.Name, MAC: i.MAC, Disconnected: i.VLAN == 0,
+			Disabled: i.Disabled}
+		if v := n.vlan(i.VLAN); v != nil {
+			ci.MTU = v.MTU
+			if i.kind() == ifaceVLAN {
+				ci.VID = v.VID
+			}
+		}
+		for _, p := range m.parents(i) {
+			ci.Parents = append(ci.Parents, p.Name)
+		}
+		if len(i.Params) > 0 {
+			ci.Params = map[string]any{}
+			for k, v := range i.Params {
+				ci.Params[k] = v
+			}
+		}
+		for _, l := range i.Links {
+			cl := curtincfg.Link{Mode: l.Mode, IP: l.IP}
+			if s := n.subnet(l.Subnet); s != nil {
+				cl.Subnet = s.CIDR
+				used[s.ID] = true
+			}
+			ci.Links = append(ci.Links, cl)
+		}
+		ifaces = append(ifaces, ci)
+	}
+	var subnets []curtincfg.Subnet
+	for _, s := range n.Subnets {
+		if !used[s.ID] {
+			continue
+		}
+		subnets = append(subnets, curtincfg.Subnet{CIDR: s.CIDR, Gateway: s.Gateway, DNSServers: slices.Clone(s.DNSServers),
+			DisallowDNS: !s.AllowDNS, Managed: n.dhcpOn(s), RackAddresses: n.rackAddressesOnVLAN(s.VLAN)})
+	}
+	return ifaces, subnets
 }

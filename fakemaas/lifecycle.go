@@ -212,6 +212,11 @@ func (w *writer) startDeployment(m *machine, user, comment string) error {
 	if issues := m.storageLayoutIssues(); len(issues) > 0 {
 		return validation(fieldErrors{"storage": issues})
 	}
+	// claim_auto_ips: MAAS claims after the commit and fails the deployment later; the
+	// fake claims here, so running out of addresses refuses the deployment.
+	if err := w.linker(m).claimAutoIPs(); err != nil {
+		return err
+	}
 	m.Netboot = true
 	m.NetbootFinished = false
 	if err := w.setStatus(m, nodestatus.Deploying); err != nil {
@@ -299,6 +304,7 @@ func (w *writer) release(m *machine, user, comment string) error {
 	}
 	w.nodeEvent(m, "RELEASING", "", "")
 	w.clearDeployment(m)
+	w.linker(m).releaseInterfaceConfig()
 	if err := w.setStatus(m, nodestatus.Ready); err != nil {
 		return err
 	}

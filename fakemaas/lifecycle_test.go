@@ -301,7 +301,7 @@ func TestStorageAndInterfaceAPI(t *testing.T) {
 		{"interface with a bad MAC", "/MAAS/api/2.0/nodes/" + sid + "/interfaces/?op=create_physical", url.Values{"mac_address": {"zz"}},
 			apiResult{400, "application/json", `{"mac_address":["'zz' is not a valid MAC address."]}`}},
 		{"interface with a MAC in use", "/MAAS/api/2.0/nodes/" + sid + "/interfaces/?op=create_physical", url.Values{"mac_address": {"52:54:00:0e:00:01"}},
-			apiResult{400, "application/json", `{"mac_address":["MAC address 52:54:00:0e:00:01 already in use on hw."]}`}},
+			apiResult{400, "application/json", `{"mac_address":["This MAC address is already in use by eth0 (physical) on hw."]}`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,20 +27,82 @@ type token struct {
 	Created      int64  `json:"created"`             // ordering
 }
 
-// Interface is a machine network interface.
+// Interface types (INTERFACE_TYPE).
+const (
+	ifacePhysical = "physical"
+	ifaceBond     = "bond"
+	ifaceVLAN     = "vlan"
+	ifaceBridge   = "bridge"
+)
+
+// Interface is a machine network interface: physical, or a bond, VLAN or bridge on
+// other interfaces of the machine.
 type Interface struct {
 	ID   int    `json:"id"`
 	Name string `json:"name"`
-	MAC  string `json:"mac"`
-	// LinkMode is how the interface is configured for deployment: "" is the fake's
-	// default (dhcp on the boot interface, nothing on the others), or "dhcp", "link_up"
-	// (no address) or "none" (unconfigured) as set through link_subnet/unlink_subnet.
-	LinkMode     string   `json:"link_mode,omitempty"`
-	Disconnected bool     `json:"disconnected,omitempty"`
-	LinkSpeed    int      `json:"link_speed,omitempty"`
-	Vendor       string   `json:"vendor,omitempty"`
-	Product      string   `json:"product,omitempty"`
-	Tags         []string `json:"tags,omitempty"`
+	// Type is physical (also when empty), bond, vlan or bridge.
+	Type string `json:"type,omitempty"`
+	// MAC is the interface's MAC address; a VLAN interface has its parent's.
+	MAC string `json:"mac"`
+	// VLAN is the id of the VLAN the interface is connected to; 0 is none (MAAS's
+	// disconnected interface, vlan=None).
+	VLAN int `json:"vlan,omitempty"`
+	// Parents are the ids of a bond's, bridge's or VLAN interface's parents.
+	Parents []int `json:"parents,omitempty"`
+	// Params are MAAS's interface params: mtu, accept-ra, bond_* and bridge_*.
+	Params map[string]any `json:"params,omitempty"`
+	// Links are the interface's subnet links (MAAS's StaticIPAddress rows).
+	Links []Link `json:"links,omitempty"`
+	// Discovered are the addresses commissioning saw on the interface, in CIDR form.
+	Discovered   []string `json:"discovered,omitempty"`
+	Disabled     bool     `json:"disabled,omitempty"`
+	Disconnected bool     `json:"disconnected,omitempty"` // link_connected=false
+	// Acquired marks a bridge made while the machine was allocated: it goes at release.
+	Acquired  bool `json:"acquired,omitempty"`
+	LinkSpeed int  `json:"link_speed,omitempty"`
+	// InterfaceSpeed is the interface's maximum speed in Mbit/s.
+	InterfaceSpeed int      `json:"interface_speed,omitempty"`
+	Vendor         string   `json:"vendor,omitempty"`
+	Product        string   `json:"product,omitempty"`
+	Tags           []string `json:"tags,omitempty"`
+	// LegacyLinkMode is how records written before the network model configured the
+	// interface ("dhcp", "link_up", "none"); loadNetwork turns it into Links.
+	LegacyLinkMode string `json:"link_mode,omitempty"`
+}
+
+func (i *Interface) kind() string {
+	if i.Type == "" {
+		return ifacePhysical
+	}
+	return i.Type
+}
+
+// Link modes (INTERFACE_LINK_TYPE).
+const (
+	linkAuto   = "auto"
+	linkDHCP   = "dhcp"
+	linkStatic = "static"
+	linkUp     = "link_up"
+)
+
+// Link is one link of an interface to a subnet, MAAS's StaticIPAddress: its id is the
+// link id the API shows.
+type Link struct {
+	ID     int    `json:"id"`
+	Mode   string `json:"mode"`             // auto, dhcp, static, link_up
+	Subnet int    `json:"subnet,omitempty"` // subnet id; 0 for none (dhcp, link_up)
+	IP     string `json:"ip,omitempty"`     // static; auto once claimed at deployment
+}
+
+// allocType is the link's IPADDRESS_TYPE.
+func (l Link) allocType() int {
+	switch l.Mode {
+	case linkAuto:
+		return allocAuto
+	case linkDHCP:
+		return allocDHCP
+	}
+	return allocSticky
 }
 
 // BlockDevice is a machine disk.
@@ -93,24 +155,26 @@ type machine struct {
 	EphemeralDeploy  bool              `json:"ephemeral_deploy,omitempty"`
 	UserData         []byte            `json:"user_data,omitempty"`
 	Interfaces       []Interface       `json:"interfaces"`
-	BootMAC          string            `json:"boot_mac,omitempty"`
-	BlockDevices     []BlockDevice     `json:"block_devices,omitempty"`
-	CPUCount         int               `json:"cpu_count,omitempty"`
-	Memory           int64             `json:"memory,omitempty"` // MiB
-	Zone             string            `json:"zone"`
-	Pool             string            `json:"pool"`
-	Tags             []string          `json:"tags,omitempty"`
-	HardwareUUID     string            `json:"hardware_uuid,omitempty"`
-	BootClusterIP    string            `json:"boot_cluster_ip,omitempty"`
-	BiosBootMethod   string            `json:"bios_boot_method,omitempty"`
-	Locked           bool              `json:"locked,omitempty"`
-	StatusExpires    time.Time         `json:"status_expires,omitzero"`
-	Storage          storageLayout     `json:"storage,omitzero"`
-	CPUSpeed         int               `json:"cpu_speed,omitempty"`
-	CPUModel         string            `json:"cpu_model,omitempty"`
-	EnableSSH        bool              `json:"enable_ssh,omitempty"`
-	SkipStorage      bool              `json:"skip_storage,omitempty"`
-	SkipNetworking   bool              `json:"skip_networking,omitempty"`
+	// NetModel is 1 for records written with the network model (0: migrate on load).
+	NetModel       int           `json:"net_model,omitempty"`
+	BootMAC        string        `json:"boot_mac,omitempty"`
+	BlockDevices   []BlockDevice `json:"block_devices,omitempty"`
+	CPUCount       int           `json:"cpu_count,omitempty"`
+	Memory         int64         `json:"memory,omitempty"` // MiB
+	Zone           string        `json:"zone"`
+	Pool           string        `json:"pool"`
+	Tags           []string      `json:"tags,omitempty"`
+	HardwareUUID   string        `json:"hardware_uuid,omitempty"`
+	BootClusterIP  string        `json:"boot_cluster_ip,omitempty"`
+	BiosBootMethod string        `json:"bios_boot_method,omitempty"`
+	Locked         bool          `json:"locked,omitempty"`
+	StatusExpires  time.Time     `json:"status_expires,omitzero"`
+	Storage        storageLayout `json:"storage,omitzero"`
+	CPUSpeed       int           `json:"cpu_speed,omitempty"`
+	CPUModel       string        `json:"cpu_model,omitempty"`
+	EnableSSH      bool          `json:"enable_ssh,omitempty"`
+	SkipStorage    bool          `json:"skip_storage,omitempty"`
+	SkipNetworking bool          `json:"skip_networking,omitempty"`
 	// Script sets (ScriptSet ids; 0 when none).
 	CommissioningScriptSet int `json:"commissioning_script_set,omitempty"`
 	InstallationScriptSet  int `json:"installation_script_set,omitempty"`

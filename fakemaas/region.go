@@ -87,6 +87,7 @@ type Region struct {
 	nodeTokens  map[string]string // system_id -> token key
 	scriptSets  map[int]*scriptSet
 	sshKeys     map[int]*sshKey
+	net         *netModel // fabrics, VLANs, subnets, IP ranges, the rack (network.go)
 
 	powerMu    sync.RWMutex
 	powerTypes map[string]PowerDriver
@@ -194,6 +195,9 @@ func New(ctx context.Context, opts Options) (*Region, error) {
 		return fail(fmt.Errorf("fakemaas: %w", err))
 	}
 	if err := r.load(); err != nil {
+		return fail(err)
+	}
+	if err := r.loadNetwork(); err != nil {
 		return fail(err)
 	}
 	if err := r.firstStart(); err != nil {
