@@ -5,7 +5,6 @@ package labtest
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,8 +40,9 @@ func Agent(t testing.TB) string {
 	agentOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		dir := filepath.Join(images.DefaultCache(), "test-agent", fmt.Sprint(os.Getpid()))
-		agentPath, agentErr = images.BuildAgent(ctx, ModuleRoot(), dir)
+		// go build writes its output through a temporary file and a rename, so test
+		// binaries building at once into one directory do not collide.
+		agentPath, agentErr = images.BuildAgent(ctx, ModuleRoot(), filepath.Join(images.DefaultCache(), "test-agent"))
 	})
 	if agentErr != nil {
 		t.Fatalf("building maasemu-agent: %v", agentErr)
@@ -58,8 +58,10 @@ func TestImages(t testing.TB) (*images.TestManifest, string) {
 	testOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 		defer cancel()
-		testDir, testErr = os.MkdirTemp("", "maasemu-test-images-")
-		if testErr != nil {
+		// The builder's cache lock makes publishing into one shared directory safe for
+		// concurrent test binaries; `maasemu demo` publishes there too.
+		testDir = filepath.Join(images.DefaultCache(), "published", "test")
+		if testErr = os.MkdirAll(testDir, 0o755); testErr != nil {
 			return
 		}
 		b := &images.Builder{Agent: agent}
