@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -333,3 +334,236 @@ func apiNetworkInput(ifaces []entity.NetworkInterface) ([]curtincfg.Interface, [
 	}
 	return out, subnets
 }
+
+// netSnapshot is everything a refused network request must leave unchanged.
+func netSnapshot(t *testing.T, env *regiontest.Env) string {
+	t.Helper()
+	var b strings.Builder
+	for _, p := range []string{"subnets/", "ipranges/", "fabrics/", "machines/"} {
+		r := call(t, env, env.APIKey, http.MethodGet, "/MAAS/api/2.0/"+p, nil, false)
+		b.WriteString(p + " " + r.Body + "\n")
+	}
+	return b.String()
+}
+
+// TestNetworkValidation sends each kind of bad network request and checks MAAS's status
+// and message, and that nothing changed.
+func TestNetworkValidation(t *testing.T) {
+	l := newNetLab(t)
+	env, c, sid := l.env, l.c, l.sid
+	eth0, eth1 := l.iface(t, "eth0"), l.iface(t, "eth1")
+	bond, err := c.NetworkInterfaces.CreateBond(sid, &entity.NetworkInterfaceBondParams{Name: "bond0", Parents: []int{eth0.ID, eth1.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bond, err = c.NetworkInterface.LinkSubnet(sid, bond.ID, &entity.NetworkInterfaceLinkParams{Mode: "AUTO", Subnet: l.lab.ID}); err != nil {
+		t.Fatal(err)
+	}
+	vif, err := c.NetworkInterfaces.CreateVLAN(sid, &entity.NetworkInterfaceVLANParams{Parents: []int{bond.ID}, VLAN: l.vlan100.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.NetworkInterface.LinkSubnet(sid, vif.ID, &entity.NetworkInterfaceLinkParams{Mode: "STATIC", Subnet: l.storage.ID, IPAddress: "10.100.0.10"}); err != nil {
+		t.Fatal(err)
+	}
+	eth2, err := c.NetworkInterfaces.CreatePhysical(sid, &entity.NetworkInterfacePhysicalParams{Name: "eth2", MACAddress: "52:54:00:aa:00:03", VLAN: l.vlan100.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.NetworkInterface.LinkSubnet(sid, eth2.ID, &entity.NetworkInterfaceLinkParams{Mode: "DHCP", Subnet: l.storage.ID}); err != nil {
+		t.Fatal(err)
+	}
+	eth3, err := c.NetworkInterfaces.CreatePhysical(sid, &entity.NetworkInterfacePhysicalParams{Name: "eth3", MACAddress: "52:54:00:aa:00:04"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A subnet with DHCP on, served by the rack, on VLAN 200.
+	dhcpSubnet, err := env.Region.EnsureSubnet(t.Context(), fakemaas.SubnetSpec{CIDR: mustPrefix("192.0.2.0/24"), VID: 200,
+		RackIP: mustAddr("192.0.2.1"), Gateway: mustAddr("192.0.2.1"), DynamicStart: mustAddr("192.0.2.100"), DynamicEnd: mustAddr("192.0.2.200")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A full subnet: a machine with an AUTO link on it cannot deploy.
+	v300, err := c.VLANs.Create(0, &entity.VLANParams{VID: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := c.Subnets.Create(&entity.SubnetParams{CIDR: "203.0.113.0/29", VLAN: strconv.Itoa(v300.ID), GatewayIP: "203.0.113.1", Managed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.IPRanges.Create(&entity.IPRangeParams{Type: "dynamic", Subnet: strconv.Itoa(full.ID), StartIP: "203.0.113.2", EndIP: "203.0.113.6"}); err != nil {
+		t.Fatal(err)
+	}
+	m3, err := c.Machines.Create(&entity.MachineParams{Architecture: "amd64/generic", Hostname: "fullnode", PowerType: "test",
+		MACAddresses: []string{"52:54:00:bb:00:01"}}, map[string]any{"commission": "false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m3eth0 := m3.InterfaceSet[0]
+	if _, err := c.NetworkInterface.LinkSubnet(m3.SystemID, m3eth0.ID, &entity.NetworkInterfaceLinkParams{Mode: "AUTO", Subnet: full.ID, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.BlockDevices.Create(m3.SystemID, &entity.BlockDeviceParams{Name: "sda", Model: "M", Serial: "S3", Size: 8 << 30, BlockSize: 512}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := regiontest.UploadCustomImage(c, "img", "amd64/generic", "tgz", "ubuntu/noble", []byte("tarball")); err != nil {
+		t.Fatal(err)
+	}
+	deployed, err := c.Machines.Create(&entity.MachineParams{Architecture: "amd64/generic", Hostname: "deployednode",
+		MACAddresses: []string{"52:54:00:cc:00:01"}}, map[string]any{"deployed": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bond = ptr(l.iface(t, "bond0"))
+	autoLink := bond.Links[0].ID
+
+	const (
+		js   = "application/json"
+		text = "text/plain"
+	)
+	S, IR, F := "/MAAS/api/2.0/subnets/", "/MAAS/api/2.0/ipranges/", "/MAAS/api/2.0/fabrics/"
+	I := "/MAAS/api/2.0/nodes/" + sid + "/interfaces/"
+	id := strconv.Itoa
+	lab, storage := id(l.lab.ID), id(l.storage.ID)
+	rng := func(typ, subnet, start, end string) url.Values {
+		v := url.Values{"start_ip": {start}, "end_ip": {end}}
+		if typ != "" {
+			v.Set("type", typ)
+		}
+		if subnet != "" {
+			v.Set("subnet", subnet)
+		}
+		return v
+	}
+	both := func(msg string) string { return `{"end_ip":["` + msg + `"],"start_ip":["` + msg + `"]}` }
+	stateMsg := func(op string) string {
+		return "Cannot " + op + " interface because the machine is not New, Ready, Allocated, or Broken."
+	}
+	cases := []struct {
+		name   string
+		method string
+		path   string
+		form   url.Values
+		want   apiResult
+	}{
+		// Subnets.
+		{"subnet without a CIDR", "POST", S, url.Values{"name": {"x"}}, apiResult{400, js, `{"cidr":["This field is required."]}`}},
+		{"subnet with a bad CIDR", "POST", S, url.Values{"cidr": {"10.0.0.0/abc"}}, apiResult{400, js, `{"cidr":["Required format: \u003cnetwork\u003e/\u003cprefixlen\u003e."]}`}},
+		{"subnet of prefix length 0", "POST", S, url.Values{"cidr": {"0.0.0.0/0"}}, apiResult{400, js, `{"cidr":["Prefix length must be greater than 0."]}`}},
+		{"gateway outside the subnet", "POST", S, url.Values{"cidr": {"192.0.3.0/24"}, "gateway_ip": {"10.0.0.1"}}, apiResult{400, js, `{"gateway_ip":["Gateway IP must be within CIDR range."]}`}},
+		{"gateway not an address", "POST", S, url.Values{"cidr": {"192.0.3.0/24"}, "gateway_ip": {"gw"}}, apiResult{400, js, `{"gateway_ip":["Enter a valid IPv4 or IPv6 address."]}`}},
+		{"overlapping subnet", "POST", S, url.Values{"cidr": {"198.18.0.0/25"}}, apiResult{400, js, `{"__all__":["Subnet 198.18.0.0/25 would overlap with existing subnets."]}`}},
+		{"duplicate subnet", "POST", S, url.Values{"cidr": {"198.18.0.0/24"}}, apiResult{400, js, `{"__all__":["Subnet 198.18.0.0/24 would overlap with existing subnets."],"cidr":["Subnet with this Cidr already exists."]}`}},
+		{"bad DNS server", "POST", S, url.Values{"cidr": {"192.0.3.0/24"}, "dns_servers": {"192.0.3.1 bogus"}}, apiResult{400, js, `{"dns_servers":["Invalid IP address: bogus; provide a list of space-separated IP addresses"]}`}},
+		{"subnet with a space", "POST", S, url.Values{"cidr": {"192.0.3.0/24"}, "space": {"s1"}}, apiResult{400, js, `{"space":["Spaces may no longer be set on subnets. Set the space on the underlying VLAN."]}`}},
+		{"subnet on an unknown VLAN", "POST", S, url.Values{"cidr": {"192.0.3.0/24"}, "vlan": {"999"}}, apiResult{400, js, `{"vlan":["Select a valid choice. That choice is not one of the available choices."]}`}},
+		{"subnet on an unknown VID", "POST", S, url.Values{"cidr": {"192.0.3.0/24"}, "vid": {"301"}}, apiResult{400, js, `{"vid":["No VLAN with vid 301 in default fabric."]}`}},
+		{"bad rdns_mode", "POST", S, url.Values{"cidr": {"192.0.3.0/24"}, "rdns_mode": {"7"}}, apiResult{400, js, `{"rdns_mode":["Select a valid choice. 7 is not one of the available choices."]}`}},
+		{"unknown boot architecture", "POST", S, url.Values{"cidr": {"192.0.3.0/24"}, "disabled_boot_architectures": {"pxe,floppy"}}, apiResult{400, js, `{"disabled_boot_architectures":["Unknown boot architecture floppy"]}`}},
+		{"update with a gateway outside", "PUT", S + lab + "/", url.Values{"gateway_ip": {"10.0.0.1"}}, apiResult{400, js, `{"gateway_ip":["Gateway IP must be within CIDR range."]}`}},
+		{"delete a subnet in use", "DELETE", S + storage + "/", nil, apiResult{400, text, "Cannot delete a subnet that has IP addresses in use by nodes. (Use the 'force' parameter to override.)"}},
+		{"delete a subnet serving DHCP", "DELETE", S + id(dhcpSubnet) + "/", nil, apiResult{400, text, "Cannot delete a subnet that is actively servicing a dynamic IP range. (Delete the dynamic range or disable DHCP first.)"}},
+		{"unknown subnet", "GET", S + "999/", nil, apiResult{404, text, "No Subnet matches the given query."}},
+		// IP ranges.
+		{"range without a type", "POST", IR, rng("", lab, "198.18.0.10", "198.18.0.20"), apiResult{400, js, `{"type":["This field is required."]}`}},
+		{"range of a bad type", "POST", IR, rng("static", lab, "198.18.0.10", "198.18.0.20"), apiResult{400, js, `{"type":["Select a valid choice. static is not one of the available choices."]}`}},
+		{"range without a start", "POST", IR, url.Values{"type": {"reserved"}, "subnet": {lab}, "end_ip": {"198.18.0.20"}}, apiResult{400, js, `{"start_ip":["This field is required."]}`}},
+		{"range with a bad end", "POST", IR, rng("reserved", lab, "198.18.0.10", "x"), apiResult{400, js, `{"end_ip":["Enter a valid IPv4 or IPv6 address."]}`}},
+		{"range ending before it starts", "POST", IR, rng("reserved", lab, "198.18.0.20", "198.18.0.10"), apiResult{400, js, `{"end_ip":["End IP address must not be less than Start IP address."]}`}},
+		{"range of two families", "POST", IR, rng("reserved", lab, "198.18.0.10", "2001:db8::1"), apiResult{400, js, both("Start IP address and end IP address must be in the same address family.")}},
+		{"range outside the subnet", "POST", IR, rng("reserved", lab, "10.0.0.1", "10.0.0.5"), apiResult{400, js, both("IP addresses must be within subnet: 198.18.0.0/24.")}},
+		{"range starting outside the subnet", "POST", IR, rng("reserved", lab, "10.0.0.1", "198.18.0.20"), apiResult{400, js, `{"start_ip":["Start IP address must be within subnet: 198.18.0.0/24."]}`}},
+		{"range with the network address", "POST", IR, rng("reserved", lab, "198.18.0.0", "198.18.0.20"), apiResult{400, js, `{"start_ip":["Reserved network address cannot be included in IP range."]}`}},
+		{"range with the broadcast address", "POST", IR, rng("reserved", lab, "198.18.0.10", "198.18.0.255"), apiResult{400, js, `{"end_ip":["Broadcast address cannot be included in IP range."]}`}},
+		{"dynamic range over the dynamic range", "POST", IR, rng("dynamic", lab, "198.18.0.100", "198.18.0.150"), apiResult{400, js, both("Requested dynamic range conflicts with an existing IP address or range.")}},
+		{"reserved range over the dynamic range", "POST", IR, rng("reserved", lab, "198.18.0.120", "198.18.0.130"), apiResult{400, js, both("Requested reserved range conflicts with an existing range.")}},
+		{"dynamic range over the gateway", "POST", IR, rng("dynamic", lab, "198.18.0.1", "198.18.0.5"), apiResult{400, js, both("Requested dynamic range conflicts with an existing IP address or range.")}},
+		{"dynamic range over a static address", "POST", IR, rng("dynamic", storage, "10.100.0.5", "10.100.0.20"), apiResult{400, js, both("Requested dynamic range conflicts with an existing IP address or range.")}},
+		{"range on an unknown subnet", "POST", IR, rng("reserved", "999", "198.18.0.10", "198.18.0.20"), apiResult{400, js, `{"subnet":["Select a valid choice. That choice is not one of the available choices."]}`}},
+		{"range in no subnet", "POST", IR, rng("reserved", "", "100.64.0.10", "100.64.0.20"), apiResult{400, js, `{"subnet":["This field is required."]}`}},
+		{"range update over the gateway", "PUT", IR + id(l.dynamic.ID) + "/", url.Values{"start_ip": {"198.18.0.1"}}, apiResult{400, js, both("Requested dynamic range conflicts with an existing IP address or range.")}},
+		{"unknown range", "GET", IR + "999/", nil, apiResult{404, text, "No IPRange matches the given query."}},
+		// VLANs and fabrics.
+		{"VLAN without a VID", "POST", F + "0/vlans/", url.Values{"name": {"v"}}, apiResult{400, js, `{"vid":["This field is required."]}`}},
+		{"VLAN with a VID out of range", "POST", F + "0/vlans/", url.Values{"vid": {"5000"}}, apiResult{400, js, `{"vid":["VID must be between 0 and 4094."]}`}},
+		{"duplicate VLAN", "POST", F + "0/vlans/", url.Values{"vid": {"100"}}, apiResult{400, js, `{"__all__":["A VLAN with the specified VID already exists in the destination fabric."]}`}},
+		{"VLAN with a small MTU", "POST", F + "0/vlans/", url.Values{"vid": {"101"}, "mtu": {"100"}}, apiResult{400, js, `{"mtu":["Ensure this value is greater than or equal to 552."]}`}},
+		{"DHCP without a dynamic range", "PUT", F + "0/vlans/100/", url.Values{"dhcp_on": {"true"}}, apiResult{400, js, `{"dhcp_on":["dhcp can only be turned on when a dynamic IP range is defined."]}`}},
+		{"DHCP without a primary rack", "PUT", F + "0/vlans/0/", url.Values{"dhcp_on": {"true"}}, apiResult{400, js, `{"__all__":["dhcp can only be turned on when a primary rack controller is set."]}`}},
+		{"unknown primary rack", "PUT", F + "0/vlans/0/", url.Values{"primary_rack": {"nope"}}, apiResult{400, js, `{"primary_rack":["Select a valid choice. nope is not one of the available choices."]}`}},
+		{"delete the default VLAN", "DELETE", F + "0/vlans/0/", nil, apiResult{400, text, "This VLAN is the default VLAN in the fabric, it cannot be deleted."}},
+		{"unknown VLAN", "GET", F + "0/vlans/999/", nil, apiResult{404, text, "No VLAN matches the given query."}},
+		{"reserved fabric name", "POST", F, url.Values{"name": {"fabric-9"}}, apiResult{400, js, `{"name":["Reserved fabric name."]}`}},
+		{"bad fabric name", "POST", F, url.Values{"name": {"bad name"}}, apiResult{400, js, `{"name":["Invalid fabric name: bad name."]}`}},
+		{"delete the default fabric", "DELETE", F + "0/", nil, apiResult{400, text, "This fabric is the default fabric, it cannot be deleted."}},
+		// Interfaces.
+		{"bond without parents", "POST", I + "?op=create_bond", url.Values{"name": {"bond1"}}, apiResult{400, js, `{"parents":["A bond interface must have one or more parents."]}`}},
+		{"bond of an unknown interface", "POST", I + "?op=create_bond", url.Values{"name": {"bond1"}, "parents": {"999"}}, apiResult{400, js, `{"parents":["Select a valid choice. 999 is not one of the available choices."]}`}},
+		{"bond without a name", "POST", I + "?op=create_bond", url.Values{"parents": {id(eth3.ID)}}, apiResult{400, js, `{"name":["This field is required."]}`}},
+		{"bond with a bad mode", "POST", I + "?op=create_bond", url.Values{"name": {"bond1"}, "parents": {id(eth3.ID)}, "bond_mode": {"fast"}},
+			apiResult{400, js, `{"bond_mode":["'fast' is not a valid bond_mode.  It should be one of: 'balance-rr', 'active-backup', 'balance-xor', 'broadcast', '802.3ad', 'balance-tlb', 'balance-alb'."]}`}},
+		{"bond_num_grat_arp too large", "POST", I + "?op=create_bond", url.Values{"name": {"bond1"}, "parents": {id(eth3.ID)}, "bond_num_grat_arp": {"300"}},
+			apiResult{400, js, `{"bond_num_grat_arp":["Ensure this value is less than or equal to 255."]}`}},
+		{"parent already bonded", "POST", I + "?op=create_bond", url.Values{"name": {"bond1"}, "parents": {id(eth0.ID)}}, apiResult{400, js, `{"parents":["Interfaces already in-use: eth0."]}`}},
+		{"parents on different VLANs", "POST", I + "?op=create_bond", url.Values{"name": {"bond1"}, "parents": {id(eth2.ID), id(eth3.ID)}}, apiResult{400, js, `{"parents":["All parents must belong to the same VLAN."]}`}},
+		{"bond of a VLAN interface", "POST", I + "?op=create_bond", url.Values{"name": {"bond1"}, "parents": {id(vif.ID)}}, apiResult{400, js, `{"parents":["Only physical interfaces can be bonded."]}`}},
+		{"bond with a name in use", "POST", I + "?op=create_bond", url.Values{"name": {"bond0"}, "parents": {id(eth3.ID)}}, apiResult{400, js, `{"__all__":["Interface with this Node config and Name already exists."]}`}},
+		{"VLAN interface without a VLAN", "POST", I + "?op=create_vlan", url.Values{"parent": {id(bond.ID)}}, apiResult{400, js, `{"vlan":["A VLAN interface must be connected to a tagged VLAN."]}`}},
+		{"VLAN interface on the untagged VLAN", "POST", I + "?op=create_vlan", url.Values{"parent": {id(bond.ID)}, "vlan": {id(bond.VLAN.ID)}}, apiResult{400, js, `{"vlan":["A VLAN interface can only belong to a tagged VLAN."]}`}},
+		{"VLAN interface on a bonded NIC", "POST", I + "?op=create_vlan", url.Values{"parent": {id(eth0.ID)}, "vlan": {id(l.vlan100.ID)}}, apiResult{400, js, `{"parent":["A VLAN interface can't have a parent that is already in a bond."]}`}},
+		{"VLAN interface twice", "POST", I + "?op=create_vlan", url.Values{"parent": {id(bond.ID)}, "vlan": {id(l.vlan100.ID)}}, apiResult{400, js, `{"name":["Node ` + sid + ` (netnode) already has an interface named 'bond0.100'."]}`}},
+		{"VLAN interface with two parents", "POST", I + "?op=create_vlan", url.Values{"parents": {id(eth2.ID), id(eth3.ID)}, "vlan": {id(l.vlan100.ID)}}, apiResult{400, js, `{"parent":["A VLAN interface must have exactly one parent."]}`}},
+		{"bridge on a bonded NIC", "POST", I + "?op=create_bridge", url.Values{"name": {"br0"}, "parent": {id(eth0.ID)}}, apiResult{400, js, `{"parent":["A bridge interface can't have a parent that is already in a bond or a bridge."]}`}},
+		{"bridge with a bad type", "POST", I + "?op=create_bridge", url.Values{"name": {"br0"}, "parent": {id(eth3.ID)}, "bridge_type": {"linux"}}, apiResult{400, js, `{"bridge_type":["'linux' is not a valid bridge_type.  It should be one of: 'standard', 'ovs'."]}`}},
+		{"NIC with a MAC in use", "POST", I + "?op=create_physical", url.Values{"mac_address": {netMAC0}}, apiResult{400, js, `{"mac_address":["This MAC address is already in use by eth0 (physical) on netnode."]}`}},
+		{"NIC with a bad name", "POST", I + "?op=create_physical", url.Values{"mac_address": {"52:54:00:aa:00:09"}, "name": {"a-name-longer-than-15"}},
+			apiResult{400, js, `{"name":["The interface name must be 1 to 15 characters long and can only contain alphanumeric characters, hyphens ('-'), underscores ('_'), periods ('.'), and colons (':')."]}`}},
+		{"interface on an unknown VLAN", "PUT", I + id(eth3.ID) + "/", url.Values{"vlan": {"999"}}, apiResult{400, js, `{"vlan":["Select a valid choice. That choice is not one of the available choices."]}`}},
+		{"static address outside the subnet", "POST", I + id(vif.ID) + "/?op=link_subnet", url.Values{"mode": {"STATIC"}, "subnet": {storage}, "ip_address": {"198.18.0.5"}},
+			apiResult{400, js, `{"ip_address":["IP address is not in the given subnet '10.100.0.0/24:10.100.0.0/24(vid=100)'."]}`}},
+		{"static address in the dynamic range", "POST", I + id(bond.ID) + "/?op=link_subnet", url.Values{"mode": {"STATIC"}, "subnet": {lab}, "ip_address": {"198.18.0.200"}},
+			apiResult{400, js, `{"ip_address":["IP address is inside a dynamic range 198.18.0.128 to 198.18.0.254."]}`}},
+		{"static address in use", "POST", I + id(vif.ID) + "/?op=link_subnet", url.Values{"mode": {"STATIC"}, "subnet": {storage}, "ip_address": {"10.100.0.10"}},
+			apiResult{404, text, "IP address is already in use."}},
+		{"static address not an address", "POST", I + id(vif.ID) + "/?op=link_subnet", url.Values{"mode": {"STATIC"}, "subnet": {storage}, "ip_address": {"10.100.0.300"}},
+			apiResult{400, js, `{"ip_address":["Enter a valid IPv4 or IPv6 address."]}`}},
+		{"link without a mode", "POST", I + id(bond.ID) + "/?op=link_subnet", url.Values{"subnet": {lab}}, apiResult{400, js, `{"mode":["This field is required."]}`}},
+		{"link with a bad mode", "POST", I + id(bond.ID) + "/?op=link_subnet", url.Values{"mode": {"bogus"}}, apiResult{400, js, `{"mode":["'bogus' is not a valid mode.  It should be one of: 'auto', 'dhcp', 'static', 'link_up'."]}`}},
+		{"AUTO without a subnet", "POST", I + id(bond.ID) + "/?op=link_subnet", url.Values{"mode": {"AUTO"}}, apiResult{400, js, `{"subnet":["This field is required."]}`}},
+		{"subnet of another VLAN", "POST", I + id(bond.ID) + "/?op=link_subnet", url.Values{"mode": {"AUTO"}, "subnet": {storage}},
+			apiResult{400, js, `{"subnet":["None found with id=` + storage + `.","This field is required."]}`}},
+		{"link a bonded NIC", "POST", I + id(eth0.ID) + "/?op=link_subnet", url.Values{"mode": {"AUTO"}, "subnet": {lab}}, apiResult{400, js, `{"bond":["Cannot link interface(eth0) when interface is in a bond(bond0)."]}`}},
+		{"DHCP twice", "POST", I + id(eth2.ID) + "/?op=link_subnet", url.Values{"mode": {"DHCP"}}, apiResult{400, js, `{"mode":["Interface is already set to DHCP from '10.100.0.0/24:10.100.0.0/24(vid=100)'."]}`}},
+		{"LINK_UP over other links", "POST", I + id(bond.ID) + "/?op=link_subnet", url.Values{"mode": {"LINK_UP"}},
+			apiResult{400, js, `{"mode":["Cannot configure interface to link up (with no IP address) while other links are already configured. Specify force=True to override this behavior and delete all links."]}`}},
+		{"default gateway with DHCP", "POST", I + id(eth3.ID) + "/?op=link_subnet", url.Values{"mode": {"DHCP"}, "default_gateway": {"true"}}, apiResult{400, js, `{"default_gateway":["Cannot use in mode 'dhcp'."]}`}},
+		{"unlink an unknown link", "POST", I + id(bond.ID) + "/?op=unlink_subnet", url.Values{"id": {"999"}}, apiResult{400, js, `{"id":["'999' is not a valid id.  It should be one of: '` + id(autoLink) + `'."]}`}},
+		{"unknown interface", "GET", I + "999/", nil, apiResult{404, text, "No Interface matches the given query."}},
+		{"link on a deployed machine", "POST", "/MAAS/api/2.0/nodes/" + deployed.SystemID + "/interfaces/" + id(deployed.InterfaceSet[0].ID) + "/?op=link_subnet",
+			url.Values{"mode": {"DHCP"}}, apiResult{409, text, stateMsg("link subnet")}},
+		{"bond on a deployed machine", "POST", "/MAAS/api/2.0/nodes/" + deployed.SystemID + "/interfaces/?op=create_bond",
+			url.Values{"name": {"bond0"}, "parents": {id(deployed.InterfaceSet[0].ID)}}, apiResult{409, text, stateMsg("create bond")}},
+		{"delete on a deployed machine", "DELETE", "/MAAS/api/2.0/nodes/" + deployed.SystemID + "/interfaces/" + id(deployed.InterfaceSet[0].ID) + "/",
+			nil, apiResult{409, text, stateMsg("delete interface")}},
+		// Deploying with an AUTO link on a full subnet.
+		{"deploy without a free address", "POST", "/MAAS/api/2.0/machines/" + m3.SystemID + "/?op=deploy", url.Values{"distro_series": {"img"}},
+			apiResult{503, text, "No more IPs available in subnet: 203.0.113.0/29."}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := netSnapshot(t, env)
+			if diff := cmp.Diff(tc.want, call(t, env, env.APIKey, tc.method, tc.path, tc.form, false)); diff != "" {
+				t.Errorf("response (-want +got):\n%s", diff)
+			}
+			if after := netSnapshot(t, env); after != before {
+				t.Errorf("state changed:\n%s", cmp.Diff(before, after))
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func mustAddr(s string) netip.Addr     { return netip.MustParseAddr(s) }
