@@ -3,6 +3,7 @@ package fakemaas_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -567,3 +568,93 @@ func ptr[T any](v T) *T { return &v }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func mustAddr(s string) netip.Addr     { return netip.MustParseAddr(s) }
+
+// TestCommissionedNetworking commissions a machine whose boot NIC was seen on a subnet
+// the region knows: as MAAS does at the end of commissioning, the boot interface gets an
+// AUTO link on that subnet and the disconnected NIC is on no VLAN.
+func TestCommissionedNetworking(t *testing.T) {
+	env := regiontest.Start(t)
+	env.ImportDefaultStream(t)
+	rack := env.StartRack(t)
+	lab := ensureLab(t, env)
+	const mac = "52:54:00:12:34:57"
+	m, err := env.Client.Machines.Create(&entity.MachineParams{Architecture: "amd64/generic", Hostname: "comm", PowerType: "test",
+		MACAddresses: []string{mac}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commissionNode(t, env, rack, mac, hardware(mac))
+	ifaces, err := env.Client.NetworkInterfaces.Get(m.SystemID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type view struct {
+		Name       string
+		VID        int
+		Connected  bool
+		Links      []linkView
+		Discovered []string
+	}
+	var got []view
+	for _, i := range ifaces {
+		v := view{Name: i.Name, VID: -1, Connected: i.LinkConnected, Links: links(i)}
+		if i.VLAN.ID != 0 {
+			v.VID = i.VLAN.VID
+		}
+		for _, d := range i.Discovered {
+			v.Discovered = append(v.Discovered, d.IPAddress+" "+strconv.Itoa(d.Subnet.ID))
+		}
+		got = append(got, v)
+	}
+	want := []view{
+		{Name: "ens3", VID: 0, Connected: true, Links: []linkView{{"auto", "", "198.18.0.0/24"}}, Discovered: []string{"198.18.0.50 " + strconv.Itoa(lab)}},
+		{Name: "ens4", VID: -1, Connected: false},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("commissioned interfaces (-want +got):\n%s", diff)
+	}
+}
+
+// TestAcquiredBridge creates a bridge on an allocated machine: the parent's links move to
+// the bridge, which goes at release, its links back on the parent.
+func TestAcquiredBridge(t *testing.T) {
+	env := regiontest.Start(t)
+	env.ImportDefaultStream(t)
+	ensureLab(t, env)
+	c := env.Client
+	m := readyWithDisk(t, env, "bridged", "52:54:00:f0:00:01")
+	if _, err := c.Machines.Allocate(&entity.MachineAllocateParams{SystemID: m.SystemID}); err != nil {
+		t.Fatal(err)
+	}
+	br, err := c.NetworkInterfaces.CreateBridge(m.SystemID, &entity.NetworkInterfaceBridgeParams{Name: "br0",
+		Parents: []int{m.InterfaceSet[0].ID}, BridgeSTP: true})
+	if err != nil {
+		t.Fatalf("create_bridge: %v", err)
+	}
+	if diff := cmp.Diff(map[string]any{"bridge_type": "standard", "bridge_stp": true, "bridge_fd": 15.0}, br.Params); diff != "" {
+		t.Errorf("bridge params (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]linkView{{"auto", "", "198.18.0.0/24"}}, links(*br)); diff != "" {
+		t.Errorf("bridge links (-want +got):\n%s", diff)
+	}
+	ifaces := func() []string {
+		list, err := c.NetworkInterfaces.Get(m.SystemID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, i := range list {
+			out = append(out, fmt.Sprintf("%s %s %v", i.Name, i.Type, links(i)))
+		}
+		return out
+	}
+	if diff := cmp.Diff([]string{"eth0 physical []", "br0 bridge [{auto  198.18.0.0/24}]"}, ifaces()); diff != "" {
+		t.Errorf("interfaces with the bridge (-want +got):\n%s", diff)
+	}
+	if _, err := c.Machine.Release(m.SystemID, &entity.MachineReleaseParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"eth0 physical [{auto  198.18.0.0/24}]"}, ifaces()); diff != "" {
+		t.Errorf("interfaces after release (-want +got):\n%s", diff)
+	}
+}
