@@ -287,7 +287,7 @@ func (r *Region) LookupDHCP(ctx context.Context, mac net.HardwareAddr) (DHCPLook
 	}
 	out.Known, out.SystemID, out.Hostname = true, m.SystemID, m.Hostname
 	var tagged []DHCPHost
-	for _, h := range r.dhcpHosts() {
+	for _, h := range r.dhcpHosts(m) {
 		if h.MAC != mac.String() {
 			continue
 		}
@@ -311,10 +311,15 @@ func (r *Region) DHCPHosts(ctx context.Context) ([]DHCPHost, error) {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.dhcpHosts(), nil
+	var ms []*machine
+	for _, sid := range sortedKeys(r.machines) {
+		ms = append(ms, r.machines[sid])
+	}
+	return r.dhcpHosts(ms...), nil
 }
 
-func (r *Region) dhcpHosts() []DHCPHost {
+// dhcpHosts is make_hosts_for_subnets for the machines' addresses (r.mu held).
+func (r *Region) dhcpHosts(machines ...*machine) []DHCPHost {
 	served := map[int]bool{}
 	for _, s := range r.servedSubnets() {
 		served[s.ID] = true
@@ -325,8 +330,7 @@ func (r *Region) dhcpHosts() []DHCPHost {
 		iface *Interface
 	}
 	var sips []sip
-	for _, sid := range sortedKeys(r.machines) {
-		m := r.machines[sid]
+	for _, m := range machines {
 		for x := range m.Interfaces {
 			for _, l := range m.Interfaces[x].Links {
 				if l.IP != "" && served[l.Subnet] && (l.Mode == linkAuto || l.Mode == linkStatic) {

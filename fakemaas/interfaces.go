@@ -755,6 +755,11 @@ func (r *Region) apiInterfaces(w http.ResponseWriter, q *request, sid string) er
 			i.Links = nil
 			i.Discovered = nil
 			i.VLAN = 0
+			if k := i.kind(); k == ifaceBond || k == ifaceBridge {
+				for _, p := range m.parents(i) {
+					setVLAN(p, 0) // _update_parents
+				}
+			}
 			return nil
 		}
 	case q.Method == http.MethodPost && q.op == "set_default_gateway":

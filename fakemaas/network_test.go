@@ -658,3 +658,57 @@ func TestAcquiredBridge(t *testing.T) {
 		t.Errorf("interfaces after release (-want +got):\n%s", diff)
 	}
 }
+
+// TestInterfaceUpdate changes interfaces through PUT and disconnect: bond parameters
+// change in place, a new VLAN drops the links (LINK_UP on the new one), disconnect leaves
+// the interface on no VLAN without links.
+func TestInterfaceUpdate(t *testing.T) {
+	l := newNetLab(t)
+	c, sid := l.c, l.sid
+	eth0, eth1 := l.iface(t, "eth0"), l.iface(t, "eth1")
+	bond, err := c.NetworkInterfaces.CreateBond(sid, &entity.NetworkInterfaceBondParams{Name: "bond0", Parents: []int{eth0.ID, eth1.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bond.Params.(map[string]any)["bond_mode"] != "balance-rr" {
+		t.Errorf("default bond mode = %v, want balance-rr (BOND_MODE_CHOICES[0])", bond.Params)
+	}
+	bond, err = c.NetworkInterface.Update(sid, bond.ID, &entity.NetworkInterfaceUpdateParams{BondMode: "active-backup", Name: "bond7"})
+	if err != nil {
+		t.Fatalf("update bond: %v", err)
+	}
+	if bond.Name != "bond7" || bond.Params.(map[string]any)["bond_mode"] != "active-backup" || bond.Params.(map[string]any)["bond_miimon"] != 100.0 {
+		t.Errorf("updated bond = %q %v", bond.Name, bond.Params)
+	}
+	if _, err := c.NetworkInterface.LinkSubnet(sid, bond.ID, &entity.NetworkInterfaceLinkParams{Mode: "AUTO", Subnet: l.lab.ID}); err != nil {
+		t.Fatal(err)
+	}
+	bond, err = c.NetworkInterface.Update(sid, bond.ID, &entity.NetworkInterfaceUpdateParams{VLAN: l.vlan100.ID})
+	if err != nil {
+		t.Fatalf("move the bond to VLAN 100: %v", err)
+	}
+	if diff := cmp.Diff([]linkView{{"link_up", "", ""}}, links(*bond)); diff != "" || bond.VLAN.VID != 100 || bond.EffectiveMTU != 9000 {
+		t.Errorf("bond on VLAN 100: vid %d mtu %d links (-want +got):\n%s", bond.VLAN.VID, bond.EffectiveMTU, diff)
+	}
+	for _, p := range []string{"eth0", "eth1"} {
+		if i := l.iface(t, p); i.VLAN.VID != 100 {
+			t.Errorf("%s follows its bond: vid %d", p, i.VLAN.VID)
+		}
+	}
+	bond, err = c.NetworkInterface.Disconnect(sid, bond.ID)
+	if err != nil {
+		t.Fatalf("disconnect: %v", err)
+	}
+	if bond.VLAN.ID != 0 || len(bond.Links) != 0 {
+		t.Errorf("disconnected bond: vlan %+v links %v", bond.VLAN, bond.Links)
+	}
+	if i := l.iface(t, "eth1"); i.VLAN.ID != 0 {
+		t.Errorf("eth1 stays on VLAN %d when its bond is disconnected", i.VLAN.VID)
+	}
+	if err := c.NetworkInterface.Delete(sid, bond.ID); err != nil {
+		t.Fatalf("delete the bond: %v", err)
+	}
+	if i := l.iface(t, "eth0"); len(i.Children) != 0 {
+		t.Errorf("eth0 children after deleting the bond = %v", i.Children)
+	}
+}

@@ -13,11 +13,15 @@ import (
 // MAAS's dhcpd.conf has per subnet) and its host entries (fixed addresses of machines with
 // AUTO or STATIC links on managed subnets).
 
-// RegionSubnets converts the region's DHCP subnets (fakemaas.Region.DHCPSubnets) to the
-// server's form. Put the directly attached subnet first when it matters (see Config).
+// RegionSubnets converts the region's IPv4 DHCP subnets (fakemaas.Region.DHCPSubnets) to
+// the server's form; IPv6 ones are left out. Put the directly attached subnet first when
+// it matters (see Config).
 func RegionSubnets(subnets []fakemaas.DHCPSubnet) []Subnet {
 	out := make([]Subnet, 0, len(subnets))
 	for _, s := range subnets {
+		if !s.Prefix.Addr().Is4() {
+			continue
+		}
 		x := Subnet{Prefix: s.Prefix, RackIP: s.RackIP, Router: s.Router, DomainName: s.DomainName,
 			MTU: s.MTU, DNS: slices.Clone(s.DNS), NTP: slices.Clone(s.NTP), SearchList: slices.Clone(s.SearchList),
 			DisabledBootMethods: slices.Clone(s.DisabledBootMethods)}
