@@ -4,7 +4,9 @@
 // on plain image files at byte offsets: partition tables are encoded in Go (GPT through
 // github.com/diskfs/go-diskfs, MBR with extended/logical partitions by hand), filesystems
 // are made with e2fsprogs, dosfstools and mtools run against the file with an offset, files
-// are read back with go-diskfs (falling back to debugfs/mtools), and GRUB's BIOS boot code is
+// are read back with debugfs (ext) and mtools (FAT), each run bounded in time so that no
+// image, however malformed, can hang a caller (go-diskfs's readers loop forever on an ext4
+// file with holes and on a FAT cluster chain that loops), and GRUB's BIOS boot code is
 // embedded the way grub-bios-setup does it. Every function validates its input and returns
 // an error that names the image, the input and the rule it broke, before changing anything.
 package diskimage
