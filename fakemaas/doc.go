@@ -1,6 +1,8 @@
 // Package fakemaas is the fake MAAS region: API 2.0 with OAuth, machines and their
-// lifecycle, boot resources and SimpleStreams import, the metadata service, the status
-// webhook, events, and persistent state.
+// lifecycle, boot resources and SimpleStreams import, the network model (fabrics, VLANs,
+// subnets, IP ranges, machine interfaces with bonds, VLANs, bridges and their subnet
+// links, what the rack's DHCP serves), the metadata service, the status webhook, events,
+// and persistent state.
 //
 // It follows MAAS 3.7. In particular a deploying ephemeral's curtin user-data
 // (/MAAS/metadata/curtin/<version>/user-data) is the curtin installer itself, the output
