@@ -80,6 +80,17 @@ func (m *Machine) runAgent(ctx context.Context, fw *firmware, cmdline string) (s
 	if agent == "" {
 		return "", errors.New("no maasemu-agent binary to run the ephemeral (sim.Config.AgentPath)")
 	}
+	select {
+	case m.d.installs <- struct{}{}:
+	default:
+		fw.con.say("sim: %d simulated installs are running; waiting for one to finish", cap(m.d.installs))
+		select {
+		case m.d.installs <- struct{}{}:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	defer func() { <-m.d.installs }()
 	eroot, err := os.MkdirTemp(m.dir, "ephemeral-")
 	if err != nil {
 		return "", err

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,10 @@ type Config struct {
 	RetryDelay time.Duration
 	// DHCPTimeout bounds one DHCP attempt; 0 means 10 s (firmware retries after it).
 	DHCPTimeout time.Duration
+	// MaxInstalls is how many machines run their ephemeral's install at once; the others
+	// wait at that point, as they would on a host with that many free cores. 0 means
+	// twice the number of CPUs.
+	MaxInstalls int
 }
 
 // Driver creates simulated machines.
@@ -52,6 +57,7 @@ type Driver struct {
 
 	mu       sync.Mutex
 	machines map[string]*Machine
+	installs chan struct{} // a slot per ephemeral install running
 }
 
 var _ machine.Driver = (*Driver)(nil)
@@ -76,7 +82,10 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.DHCPTimeout <= 0 {
 		cfg.DHCPTimeout = 10 * time.Second
 	}
-	return &Driver{cfg: cfg, log: cfg.Logger, machines: map[string]*Machine{}}, nil
+	if cfg.MaxInstalls <= 0 {
+		cfg.MaxInstalls = 2 * runtime.NumCPU()
+	}
+	return &Driver{cfg: cfg, log: cfg.Logger, machines: map[string]*Machine{}, installs: make(chan struct{}, cfg.MaxInstalls)}, nil
 }
 
 // Name is "sim".
