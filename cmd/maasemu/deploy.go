@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -178,41 +177,12 @@ func prepare(ctx context.Context, f *deployFlags, stderr io.Writer) (*runEnv, er
 	env.streams = f.streams
 	if env.streams == "" {
 		fmt.Fprintln(stderr, "maasemu: preparing the test ephemeral (built from Debian packages once, then cached)...")
-		if env.streams, err = ephemeralStreams(ctx, env.agent, f.cache, env.log); err != nil {
+		b := &images.Builder{Cache: f.cache, Agent: env.agent, Log: env.log}
+		if env.streams, err = b.PublishedEphemeral(ctx); err != nil {
 			return nil, &exitError{code: exitHarness, err: fmt.Errorf("building the test ephemeral: %w", err)}
 		}
 	}
 	return env, nil
-}
-
-// ephemeralStreams builds (or reuses) the test ephemeral and its SimpleStreams tree.
-func ephemeralStreams(ctx context.Context, agent, cache string, log *slog.Logger) (string, error) {
-	b := &images.Builder{Cache: cache, Agent: agent, Log: log}
-	e, err := b.Ephemeral(ctx)
-	if err != nil {
-		return "", err
-	}
-	out := filepath.Join(cache, "published", "ephemeral-"+e.Key[:16])
-	if _, err := os.Stat(filepath.Join(out, "streams", "v1", "index.json")); err == nil {
-		return out, nil
-	}
-	tmp, err := os.MkdirTemp(filepath.Join(cache), ".publish-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	if _, err := b.PublishEphemeral(ctx, e, tmp); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, out); err != nil && !errors.Is(err, os.ErrExist) {
-		if _, serr := os.Stat(filepath.Join(out, "streams")); serr != nil {
-			return "", err
-		}
-	}
-	return out, nil
 }
 
 // cellSpec is one machine configuration of a run.

@@ -261,3 +261,35 @@ func tarXZ(members map[string][]byte) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// PublishedEphemeral builds (or reuses) the test ephemeral and publishes it once into
+// Cache/published/ephemeral-<key>, returning that SimpleStreams tree.
+func (b *Builder) PublishedEphemeral(ctx context.Context) (string, error) {
+	e, err := b.Ephemeral(ctx)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(b.cacheDir(), "published", "ephemeral-"+e.Key[:16])
+	if _, err := os.Stat(filepath.Join(out, "streams", "v1", "index.json")); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(out), ".publish-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if _, err := b.PublishEphemeral(ctx, e, tmp); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		// Another process published it meanwhile.
+		if _, serr := os.Stat(filepath.Join(out, "streams", "v1", "index.json")); serr == nil {
+			return out, nil
+		}
+		return "", err
+	}
+	return out, nil
+}

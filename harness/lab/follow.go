@@ -55,12 +55,20 @@ func (l *Lab) Follow(ctx context.Context, m *Machine, o FollowOptions) (report.R
 	status, message := "", ""
 	var stall *timeline.Stall
 	last := map[timeline.Phase]string{}
+	powerLost := ""
 	observe := func(e trace.Event) {
 		if !tl.Mine(e) {
 			return
 		}
 		mine = append(mine, e)
 		tl.Observe(e)
+		switch e.Kind {
+		case trace.KindMachineStopped, trace.KindMachineCrashed, trace.KindMachineDestroyed:
+			// A deploying machine never stops (its reboots are resets): it lost power.
+			if status == "" && powerLost == "" {
+				powerLost = e.Message
+			}
+		}
 		if e.Kind == trace.KindStatusChange && e.Machine == m.SystemID {
 			to, _ := e.Attrs["to"].(string)
 			if to == StatusDeployed || to == StatusFailed {
@@ -93,6 +101,15 @@ loop:
 			}
 			observe(e)
 		case now := <-tick.C:
+			if powerLost != "" && status == "" {
+				message = fmt.Sprintf("maasemu: the machine stopped during %s (%s)", timeline.Titles[tl.Current()], powerLost)
+				tl.Fail(now)
+				if err := l.Region.MarkFailed(ctx, m.SystemID, message); err != nil {
+					l.log.Warn("lab: marking the machine failed", "err", err)
+				}
+				status = StatusFailed
+				continue
+			}
 			if stall = tl.Check(now); stall != nil {
 				message = "maasemu: " + stall.Error()
 				if err := l.Region.MarkFailed(ctx, m.SystemID, message); err != nil {

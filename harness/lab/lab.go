@@ -167,17 +167,26 @@ func Start(ctx context.Context, cfg Config) (l *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The lab's subnet is a MAAS-managed one: the region owns it (machines get AUTO
+	// addresses on it, with host entries) and the rack's DHCP serves what the region says.
 	pool := poolOf(cfg.Subnet)
+	if _, err := l.Region.EnsureSubnet(ctx, fakemaas.SubnetSpec{CIDR: cfg.Subnet.Masked(), Gateway: rackAddr,
+		RackIP: rackAddr, DynamicStart: pool.Start, DynamicEnd: pool.End, DNSServers: []netip.Addr{rackAddr}}); err != nil {
+		return nil, fmt.Errorf("lab: subnet %s: %w", cfg.Subnet, err)
+	}
+	rs, err := l.Region.DHCPSubnets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	subnets := dhcp4.RegionSubnets(rs)
 	l.Rack, err = pxe.New(pxe.Config{
 		Region:        l.Region,
 		RegionHandler: l.Region.Handler(),
 		RackIP:        rackAddr,
-		Subnets: []dhcp4.Subnet{{
-			Prefix: cfg.Subnet.Masked(), RackIP: rackAddr, Pools: []dhcp4.Range{pool},
-			Router: rackAddr, DNS: []netip.Addr{rackAddr}, DomainName: "maas",
-		}},
-		Sink:   sink,
-		Logger: cfg.Logger,
+		Subnets:       subnets,
+		Hosts:         dhcp4.RegionHosts{Region: l.Region, Subnets: subnets},
+		Sink:          sink,
+		Logger:        cfg.Logger,
 	})
 	if err != nil {
 		return nil, err

@@ -73,6 +73,29 @@ func TestImages(t testing.TB) (*images.TestManifest, string) {
 	return testMan, testDir
 }
 
+var (
+	ephOnce sync.Once
+	ephDir  string
+	ephErr  error
+)
+
+// EphemeralStreams builds the real test ephemeral once per process (from the cache when
+// warm) and returns its SimpleStreams tree, for VM tests.
+func EphemeralStreams(t testing.TB) string {
+	t.Helper()
+	agent := Agent(t)
+	ephOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		defer cancel()
+		b := &images.Builder{Agent: agent}
+		ephDir, ephErr = b.PublishedEphemeral(ctx)
+	})
+	if ephErr != nil {
+		t.Fatalf("building the test ephemeral: %v", ephErr)
+	}
+	return ephDir
+}
+
 // SimStream writes a small boot stream (ubuntu jammy and noble ephemerals: a few KiB of
 // kernel and initrd and a real, tiny squashfs) that simulated machines can boot: they
 // fetch the kernel and initrd and check the squashfs's header. It has no bootloader
