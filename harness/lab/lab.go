@@ -89,6 +89,9 @@ type Lab struct {
 
 	mu       sync.Mutex
 	machines map[string]*Machine
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start brings a lab up. Close tears everything down.
@@ -265,8 +268,14 @@ func poolOf(p netip.Prefix) dhcp4.Range {
 	return dhcp4.Range{Start: at(u + n/2), End: at(u + n - 2)}
 }
 
-// Close destroys every machine, stops every server and writes the capture out.
+// Close destroys every machine, stops every server and writes the capture out. Calling it
+// again returns the first call's result.
 func (l *Lab) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.close() })
+	return l.closeErr
+}
+
+func (l *Lab) close() error {
 	var errs []error
 	l.mu.Lock()
 	ms := make([]*Machine, 0, len(l.machines))
