@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,7 +21,9 @@ import (
 )
 
 // vmLab starts a libvirt lab with the real test ephemeral imported and image uploaded.
-func vmLab(t *testing.T, image string) (*lab.Lab, string) {
+func vmLab(t *testing.T, image string) (*lab.Lab, string) { return vmLabB(t, image) }
+
+func vmLabB(t testing.TB, image string) (*lab.Lab, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("VM tests need root (libvirt's system daemon)")
@@ -36,7 +39,7 @@ func vmLab(t *testing.T, image string) (*lab.Lab, string) {
 		t.Fatalf("no test image %q", image)
 	}
 	streams := labtest.EphemeralStreams(t)
-	l, err := lab.Start(context.Background(), lab.Config{Dir: t.TempDir(), Name: "t" + strings.ReplaceAll(t.Name()[4:], "/", "-"),
+	l, err := lab.Start(context.Background(), lab.Config{Dir: t.TempDir(), Name: labName(t.Name()),
 		Driver: lab.DriverLibvirt, AgentPath: labtest.Agent(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -203,3 +206,58 @@ func tail(s string, n int) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// BenchmarkVMDeploy is `maasemu deploy`'s path on real VMs: a tgz test image on BIOS and
+// UEFI, from the deploy call to Deployed. It reports the median and each phase's median.
+func BenchmarkVMDeploy(b *testing.B) {
+	for _, fw := range []machine.Firmware{machine.BIOS, machine.UEFI} {
+		b.Run(string(fw), func(b *testing.B) {
+			l, image := vmLabB(b, "good-tgz")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
+			var total []float64
+			phases := map[timeline.Phase][]float64{}
+			for i := 0; i < b.N; i++ {
+				m, err := l.NewMachine(ctx, lab.MachineSpec{Name: "bench" + strconv.Itoa(i), Firmware: fw, Disks: []machine.Disk{{SizeBytes: 4 << 30}}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				if err := l.Deploy(ctx, m, lab.DeployOptions{DistroSeries: image}); err != nil {
+					b.Fatal(err)
+				}
+				res, err := l.Follow(ctx, m, lab.FollowOptions{})
+				if err != nil || !res.Passed {
+					b.Fatalf("%s %v", res.Summary(), err)
+				}
+				total = append(total, time.Since(start).Seconds())
+				for _, p := range res.Phases {
+					phases[p.Phase] = append(phases[p.Phase], p.Seconds)
+				}
+				_ = m.Driver().Destroy(ctx)
+			}
+			b.ReportMetric(median(total), "median-s")
+			for _, p := range []timeline.Phase{timeline.Ephemeral, timeline.CurtinPart, timeline.CurtinExtr, timeline.CurtinHooks, timeline.FirstBoot} {
+				b.ReportMetric(median(phases[p]), string(p)+"-s")
+			}
+		})
+	}
+}
+
+// labName makes a libvirt-safe lab name from a test name.
+func labName(test string) string {
+	n := strings.NewReplacer("/", "-", "_", "-").Replace(strings.TrimPrefix(strings.TrimPrefix(test, "Test"), "Benchmark"))
+	if len(n) > 24 {
+		n = n[:24]
+	}
+	return "t" + n
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
