@@ -170,7 +170,7 @@ func (m *Machine) biosBoot(con *console, d *disks) (bootscript.Action, error) {
 		return bootscript.Action{}, err
 	}
 	if mbr[510] != 0x55 || mbr[511] != 0xaa || bytes.Count(mbr[:440], []byte{0}) == 440 {
-		return bootscript.Action{}, errors.New("Boot failed: not a bootable disk (no boot code in the MBR)")
+		return bootscript.Action{}, firmwareSays("Boot failed: not a bootable disk (no boot code in the MBR)")
 	}
 	if !bytes.Contains(mbr[:440], []byte("GRUB")) {
 		return bootscript.Action{}, errors.New("sim: the MBR holds boot code other than GRUB's; this simulated machine follows only GRUB (the libvirt driver boots anything)")
@@ -220,7 +220,7 @@ func (m *Machine) efiDefault(con *console, d *disks) (bootscript.Action, error) 
 		return ok
 	})
 	if !ok {
-		return bootscript.Action{}, errors.New("BdsDxe: No bootable option or device was found. (no \\EFI\\BOOT\\BOOTX64.EFI on any EFI system partition)")
+		return bootscript.Action{}, firmwareSays("BdsDxe: No bootable option or device was found. (no \\EFI\\BOOT\\BOOTX64.EFI on any EFI system partition)")
 	}
 	return m.efiLoad(con, d, dev, "/EFI/BOOT/BOOTX64.EFI")
 }
@@ -232,7 +232,7 @@ var fsUUIDRe = regexp.MustCompile(`search(?:\.fs_uuid| --fs-uuid[^\n]*?) ([0-9a-
 func (m *Machine) efiLoad(con *console, d *disks, dev, p string) (bootscript.Action, error) {
 	b, err := d.ReadFile(dev, p)
 	if err != nil {
-		return bootscript.Action{}, fmt.Errorf("Failed to load image %s: Not Found", p)
+		return bootscript.Action{}, firmwareSays(fmt.Sprintf("Failed to load image %s: Not Found", p))
 	}
 	if len(b) < 2 || b[0] != 'M' || b[1] != 'Z' {
 		return bootscript.Action{}, fmt.Errorf("%s is not an EFI executable (no MZ header)", p)
@@ -242,7 +242,7 @@ func (m *Machine) efiLoad(con *console, d *disks, dev, p string) (bootscript.Act
 		con.say("sim: shim loads %s", grub)
 		gb, err := d.ReadFile(dev, grub)
 		if err != nil {
-			return bootscript.Action{}, fmt.Errorf("Failed to open %s - Not Found\nstart_image() returned Not Found", strings.ReplaceAll(grub, "/", `\`))
+			return bootscript.Action{}, firmwareSays(fmt.Sprintf("Failed to open %s - Not Found\nstart_image() returned Not Found", strings.ReplaceAll(grub, "/", `\`)))
 		}
 		b, p = gb, grub
 	}
@@ -355,3 +355,8 @@ func cmdParam(cmdline, key string) string {
 	}
 	return ""
 }
+
+// firmwareSays is a boot failure in the words the firmware or bootloader prints it.
+type firmwareSays string
+
+func (f firmwareSays) Error() string { return string(f) }
