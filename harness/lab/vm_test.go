@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/maasemu/maasemu/harness/diskimage"
 	"github.com/maasemu/maasemu/harness/lab"
 	"github.com/maasemu/maasemu/harness/lab/labtest"
@@ -120,6 +122,19 @@ func TestVMDeployBIOSTgz(t *testing.T) {
 		}
 		if !strings.Contains(string(b), want) {
 			t.Errorf("%s does not contain %q:\n%s", file, want, b)
+		}
+	}
+	// curtin's network passthrough: the machine's config under a top-level network key.
+	if b, err := diskimage.ReadFile(disk, root, "/etc/cloud/cloud.cfg.d/50-curtin-networking.cfg"); err != nil {
+		t.Error(err)
+	} else {
+		var nc struct {
+			Network struct {
+				Version int `yaml:"version"`
+			} `yaml:"network"`
+		}
+		if err := yaml.Unmarshal(b, &nc); err != nil || nc.Network.Version != 2 {
+			t.Errorf("50-curtin-networking.cfg is not a network v2 config (%v):\n%s", err, b)
 		}
 	}
 	part := filepath.Join(t.TempDir(), "root.img")
