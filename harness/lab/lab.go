@@ -145,6 +145,11 @@ func Start(ctx context.Context, cfg Config) (l *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Serial consoles, as MAAS admins set for VMs and lab machines: the kernel options after
+	// "---" reach the ephemeral and, carried over by curtin, the installed system.
+	if err := l.Region.SetConfig("kernel_opts", KernelOpts); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -240,6 +245,9 @@ func Start(ctx context.Context, cfg Config) (l *Lab, err error) {
 	}
 	return l, nil
 }
+
+// KernelOpts is the lab's MAAS kernel_opts setting: the consoles the harness reads.
+const KernelOpts = "console=tty0 console=ttyS0,115200"
 
 // PowerTypeSim is the power type of simulated machines: a fake, named so, whose
 // power_id is the machine's name in this lab.
