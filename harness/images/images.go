@@ -210,9 +210,10 @@ func fileSHA256(p string) (string, int64, error) {
 // initrdModules are what the initramfs loads: disk and NIC drivers for QEMU and common
 // hardware, and the filesystems the root and the ephemeral need.
 var initrdModules = []string{
+	"crc32c_generic", // before libcrc32c (btrfs, xfs), whose softdep it is
 	"virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "e1000", "e1000e", "ahci", "sd_mod",
 	"sr_mod", "nvme", "squashfs", "overlay", "loop", "ext4", "vfat", "xfs", "btrfs", "dm_mod",
-	"nls_cp437", "nls_iso8859_1", "nls_utf8", "crc32c_generic", "af_packet", "isofs", "efivarfs",
+	"nls_cp437", "nls_iso8859_1", "nls_utf8", "af_packet", "isofs", "efivarfs",
 }
 
 // busyboxApplets are the applet links the initramfs and the test images get.

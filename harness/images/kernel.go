@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/maasemu/maasemu/harness/images/debs"
@@ -133,7 +132,7 @@ func modDepends(p string) ([]string, error) {
 
 // Modules returns the modules matching patterns (module names, or path globs below
 // kernel/ such as "fs/nls/*" or "drivers/md/*") and all their dependencies, in an order
-// that loads every dependency first. Names not built as modules (built into the kernel)
+// that loads every dependency first and the patterns in the order given. Names not built as modules (built into the kernel)
 // are skipped; a pattern that matches nothing and is not built in is an error.
 func (k *Kernel) Modules(patterns []string) ([]string, error) {
 	builtin := map[string]bool{}
@@ -166,7 +165,9 @@ func (k *Kernel) Modules(patterns []string) ([]string, error) {
 			return nil, fmt.Errorf("images: kernel %s has no module %q (neither a module nor built in)", k.Version, pat)
 		}
 	}
-	sort.Strings(roots)
+	// Roots load in the order given: a module's soft dependencies (libcrc32c needs a crc32c
+	// implementation loaded first, which .modinfo's depends does not list) come first by
+	// listing them first.
 	var order []string
 	state := map[string]int{} // 1 visiting, 2 done
 	var visit func(n string) error
