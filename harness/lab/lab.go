@@ -241,6 +241,12 @@ func Start(ctx context.Context, cfg Config) (l *Lab, err error) {
 		}
 		l.Driver = d
 		l.closers = append(l.closers, d.Close)
+		// Leftovers of a crashed run of a lab with this name would block its machines.
+		if gone, err := d.Sweep(ctx, d.Prefix()); err != nil {
+			l.log.Warn("lab: sweeping leftover domains", "err", err)
+		} else if len(gone) > 0 {
+			l.log.Info("lab: removed leftover domains", "domains", gone)
+		}
 		l.Region.RegisterPowerType("virsh", libvirt.NewVirshPower(sink))
 	}
 	return l, nil
