@@ -111,7 +111,6 @@ func TestVMDeployBIOSTgz(t *testing.T) {
 	}
 	for file, want := range map[string]string{
 		"/etc/fstab": "/ ext4",
-		"/etc/cloud/cloud.cfg.d/50-curtin-networking.cfg":             "network:",
 		"/etc/cloud/cloud.cfg.d/95-cloudconfig-maas-cloud-config.cfg": "metadata_url",
 		"/var/lib/maasemu/hook-ran":                                   "firmware=bios",
 	} {
