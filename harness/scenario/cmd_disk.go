@@ -26,7 +26,7 @@ func cmdDisk(sc *script, ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("disk", flag.ContinueOnError)
 	index := fs.Int("disk", -1, "which disk (0 is the first; default: the first, or for file and root every disk)")
 	pos := parseArgs(ts, fs, usage, args)
-	wantArgs(ts, "disk", usage, pos, 2, 4)
+	wantArgs(ts, "disk", usage, pos, 2, -1)
 	ms := sc.machine(ts, "disk", pos[0])
 	paths := ms.m.Driver().DiskPaths()
 	if len(paths) == 0 {
