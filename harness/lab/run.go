@@ -87,7 +87,8 @@ func RunDeploy(ctx context.Context, s RunSpec) (report.Result, error) {
 		s.Name = s.Machine.Name
 	}
 	res.Name = s.Name
-	l, err := Start(ctx, Config{Dir: s.WorkDir, Name: sanitize(s.Name), Driver: s.Driver, LibvirtURI: s.LibvirtURI,
+	// The process id keeps concurrent runs on one libvirt daemon apart.
+	l, err := Start(ctx, Config{Dir: s.WorkDir, Name: fmt.Sprintf("%s-%d", sanitize(s.Name), os.Getpid()), Driver: s.Driver, LibvirtURI: s.LibvirtURI,
 		AgentPath: s.AgentPath, CurtinDir: s.CurtinDir, Budgets: s.Budgets, Events: s.Events, Logger: s.Logger})
 	if err != nil {
 		return fail(err)

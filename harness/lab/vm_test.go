@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -261,10 +262,11 @@ func BenchmarkVMDeploy(b *testing.B) {
 // labName makes a libvirt-safe lab name from a test name.
 func labName(test string) string {
 	n := strings.NewReplacer("/", "-", "_", "-").Replace(strings.TrimPrefix(strings.TrimPrefix(test, "Test"), "Benchmark"))
-	if len(n) > 24 {
-		n = n[:24]
+	if len(n) > 20 {
+		n = n[:20]
 	}
-	return "t" + n
+	// The process id keeps concurrent test runs on one libvirt daemon apart.
+	return fmt.Sprintf("t%s-%d", n, os.Getpid()%100000)
 }
 
 func median(xs []float64) float64 {
