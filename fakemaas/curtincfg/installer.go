@@ -59,7 +59,8 @@ type Packer struct {
 	// CurtinDir is a directory holding the curtin Python package (CurtinDir/curtin/
 	// __init__.py), e.g. a curtin source checkout. Empty: whatever python3 imports.
 	CurtinDir string
-	// Python is the interpreter, default "python3".
+	// Python is the interpreter; default /usr/bin/python3 (the system's, which sees
+	// Debian's python3-curtin and python3-packaging), else python3 on PATH.
 	Python string
 }
 
@@ -89,6 +90,9 @@ func (p Packer) Pack(ctx context.Context, spec InstallerSpec) ([]byte, error) {
 	py := p.Python
 	if py == "" {
 		py = "python3"
+		if _, err := os.Stat("/usr/bin/python3"); err == nil {
+			py = "/usr/bin/python3"
+		}
 	}
 	path, err := exec.LookPath(py)
 	if err != nil {
