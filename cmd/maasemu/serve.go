@@ -245,6 +245,22 @@ func startRack(ctx context.Context, rc pxe.Config, cfg *serveConfig, region *fak
 		}
 	}
 	if len(rc.Subnets) > 0 {
+		// The region owns the subnet (machines get AUTO addresses and host entries on it);
+		// the rack serves what the region says.
+		s := rc.Subnets[0]
+		spec := fakemaas.SubnetSpec{CIDR: s.Prefix, Gateway: s.Router, RackIP: s.RackIP, DNSServers: s.DNS}
+		if len(s.Pools) > 0 {
+			spec.DynamicStart, spec.DynamicEnd = s.Pools[0].Start, s.Pools[0].End
+		}
+		if _, err := region.EnsureSubnet(ctx, spec); err != nil {
+			return nil, fmt.Errorf("registering subnet %s with the region: %w", s.Prefix, err)
+		}
+		rs, err := region.DHCPSubnets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rc.Subnets = dhcp4.RegionSubnets(rs)
+		rc.Hosts = dhcp4.RegionHosts{Region: region, Subnets: rc.Subnets}
 		rc.LeaseFile = filepath.Join(cfg.stateDir, "dhcp4-leases.json")
 	}
 	rack, err := pxe.New(rc)
