@@ -51,7 +51,7 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		for _, u := range scenario.Usage() {
 			fmt.Fprintf(stderr, "  %s\n", u)
 		}
-		fmt.Fprintln(stderr, "\nconditions: [libvirt] [kvm] [root] [uefi] [sim], and testscript's own ([exec:prog], [linux], ...)")
+		fmt.Fprintln(stderr, "\nconditions: [libvirt] [kvm] [root] [uefi] [sim] [long], and testscript's own ([exec:prog], [linux], ...)")
 		fmt.Fprintln(stderr, "\nflags:")
 		fs.PrintDefaults()
 	}

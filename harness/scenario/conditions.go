@@ -22,6 +22,7 @@ var Conditions = map[string]string{
 	"root":    "the scenario runs as root",
 	"uefi":    "OVMF (UEFI firmware for VMs) is installed",
 	"sim":     "simulated machines can run: root, or unprivileged user namespaces",
+	"long":    "the run has time for VM deployments: no deadline, or at least 30 minutes left (go test -timeout 40m; maasemu run)",
 }
 
 // condition answers the scenario conditions, each probed once per run.
@@ -32,9 +33,10 @@ func (s *suite) condition(cond string) (bool, error) {
 		"root":    func() (bool, error) { return os.Geteuid() == 0, nil },
 		"uefi":    condUEFI,
 		"sim":     condSim,
+		"long":    s.condLong,
 	}[cond]
 	if !ok {
-		return false, fmt.Errorf("unknown condition %q (scenario conditions: libvirt, kvm, root, uefi, sim)", cond)
+		return false, fmt.Errorf("unknown condition %q (scenario conditions: libvirt, kvm, root, uefi, sim, long)", cond)
 	}
 	s.condMu.Lock()
 	defer s.condMu.Unlock()
@@ -44,6 +46,12 @@ func (s *suite) condition(cond string) (bool, error) {
 	v, err := probe()
 	s.condCache[cond] = condResult{v, err}
 	return v, err
+}
+
+// condLong: VM scenarios take minutes each (2-3 under TCG); they need a deadline far
+// enough away, judged once, when the first script asks.
+func (s *suite) condLong() (bool, error) {
+	return s.o.Deadline.IsZero() || time.Until(s.o.Deadline) >= 30*time.Minute, nil
 }
 
 func (s *suite) condLibvirt() (bool, error) {
