@@ -172,6 +172,7 @@ func (t *runT) Parallel() {
 	t.r.slots <- struct{}{}
 	t.mu.Lock()
 	t.holding = true
+	t.start = time.Now() // its time is its own run, not its wait for a slot
 	t.mu.Unlock()
 }
 
@@ -184,7 +185,9 @@ func (t *runT) Run(name string, f func(testscript.T)) {
 		defer t.r.wg.Done()
 		defer close(done)
 		defer c.finish()
+		c.mu.Lock()
 		c.start = time.Now()
+		c.mu.Unlock()
 		f(c)
 	}()
 	select {
