@@ -25,9 +25,11 @@ const (
 
 // ScriptResult is how one scenario script ended.
 type ScriptResult struct {
-	Name    string
-	File    string
-	Status  string // Pass, Fail or Skip
+	Name   string
+	File   string
+	Status string // Pass, Fail or Skip
+	// Reason is why a script was skipped (its skip message), or its FAIL: line.
+	Reason  string
 	Seconds float64
 	// Log is the script's log as testscript wrote it (the failing command and its output
 	// on failure; everything in verbose mode).
@@ -125,6 +127,7 @@ type runT struct {
 	log     strings.Builder
 	failed  bool
 	skipped bool
+	skipMsg string
 
 	parallel chan struct{} // closed when the script asks to run in parallel
 	holding  bool          // holds a runner slot
@@ -143,6 +146,7 @@ func (t *runT) Skip(args ...any) {
 	t.Log(args...)
 	t.mu.Lock()
 	t.skipped = true
+	t.skipMsg = strings.TrimSpace(fmt.Sprint(args...))
 	t.mu.Unlock()
 	runtime.Goexit()
 }
@@ -202,9 +206,12 @@ func (t *runT) finish() {
 	res := ScriptResult{Name: t.name, Status: Pass, Seconds: time.Since(t.start).Seconds(), Log: t.log.String()}
 	switch {
 	case t.failed:
-		res.Status = Fail
+		res.Status, res.Reason = Fail, failLine(res.Log)
 	case t.skipped:
-		res.Status = Skip
+		res.Status, res.Reason = Skip, t.skipMsg
+		if res.Reason == "" {
+			res.Reason = "skipped"
+		}
 	}
 	holding := t.holding
 	t.holding = false
@@ -220,7 +227,7 @@ func (t *runT) finish() {
 	case res.Status == Fail || r.o.Verbose:
 		fmt.Fprintf(w, "%s %s (%.1fs)\n%s", res.Status, res.Name, res.Seconds, indent(res.Log))
 	case res.Status == Skip:
-		fmt.Fprintf(w, "%s %s (%s)\n", res.Status, res.Name, skipReason(res.Log))
+		fmt.Fprintf(w, "%s %s (%s)\n", res.Status, res.Name, res.Reason)
 	default:
 		fmt.Fprintf(w, "%s %s (%.1fs)\n", res.Status, res.Name, res.Seconds)
 	}
@@ -233,20 +240,6 @@ func indent(s string) string {
 		return ""
 	}
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
-}
-
-// skipReason is the skip line of a skipped script's log.
-func skipReason(log string) string {
-	lines := strings.Split(strings.TrimSpace(log), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.Contains(lines[i], "skip") {
-			return strings.TrimSpace(lines[i])
-		}
-	}
-	if len(lines) > 0 {
-		return strings.TrimSpace(lines[len(lines)-1])
-	}
-	return "skipped"
 }
 
 // JUnit writes results as JUnit XML: one test suite, one test case per script; a failing
@@ -297,10 +290,18 @@ func JUnit(w io.Writer, suite string, results []ScriptResult, started time.Time,
 		tc := testcase{Name: r.Name, Classname: "maasemu.scenario." + suite, Time: secs(r.Seconds)}
 		switch r.Status {
 		case Fail:
-			tc.Failure = &problem{Message: failLine(r.Log), Type: "scenario", Body: xmlSafe(r.Log)}
+			msg := r.Reason
+			if msg == "" {
+				msg = failLine(r.Log)
+			}
+			tc.Failure = &problem{Message: xmlSafe(msg), Type: "scenario", Body: xmlSafe(r.Log)}
 			ts.Failures++
 		case Skip:
-			tc.Skipped = &skipped{Message: skipReason(r.Log)}
+			msg := r.Reason
+			if msg == "" {
+				msg = "skipped"
+			}
+			tc.Skipped = &skipped{Message: xmlSafe(msg)}
 			ts.Skipped++
 		default:
 			tc.SystemOut = xmlSafe(r.Log)

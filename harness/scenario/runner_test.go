@@ -69,7 +69,14 @@ func TestRunnerOutcomes(t *testing.T) {
 	}
 	for _, r := range rs {
 		switch r.Name {
+		case "skip":
+			if r.Reason != "not today" {
+				t.Errorf("skip reason %q, want %q", r.Reason, "not today")
+			}
 		case "fail":
+			if !strings.HasPrefix(r.Reason, "FAIL: ") || !strings.Contains(r.Reason, "fail.txtar:3:") {
+				t.Errorf("fail reason %q, want the FAIL: line", r.Reason)
+			}
 			if !strings.Contains(r.Log, "fail.txtar:3:") {
 				t.Errorf("the failing script's log does not name line 3:\n%s", r.Log)
 			}
@@ -83,7 +90,7 @@ func TestRunnerOutcomes(t *testing.T) {
 		}
 	}
 	out := progress.String()
-	for _, line := range []string{"PASS pass", "FAIL fail", "SKIP skip"} {
+	for _, line := range []string{"PASS pass", "FAIL fail", "SKIP skip (not today)"} {
 		if !strings.Contains(out, line) {
 			t.Errorf("progress has no %q line:\n%s", line, out)
 		}
@@ -145,7 +152,7 @@ func TestJUnit(t *testing.T) {
 	rs := []scenario.ScriptResult{
 		{Name: "ok", Status: scenario.Pass, Seconds: 1.5, Log: "> lab\nPASS\n"},
 		{Name: "broken", Status: scenario.Fail, Seconds: 2, Log: "> await m1 Deployed\nFAIL: broken.txtar:9: await m1: want \"Deployed\"\x01\n"},
-		{Name: "later", Status: scenario.Skip, Log: "> skip 'known bug: x'\n[known bug: x]\n"},
+		{Name: "later", Status: scenario.Skip, Reason: "known bug: x", Log: "known bug: x\n> skip 'known bug: x'\n"},
 	}
 	var b bytes.Buffer
 	if err := scenario.JUnit(&b, "scenarios", rs, time.Unix(0, 0), 3500*time.Millisecond); err != nil {
