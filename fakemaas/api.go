@@ -1,6 +1,7 @@
 package fakemaas
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 
 	"github.com/maasemu/maasemu/fakemaas/oauth"
 	"github.com/maasemu/maasemu/trace"
@@ -62,10 +64,62 @@ type fieldErrors map[string][]string
 
 func (fe fieldErrors) add(field, msg string) { fe[field] = append(fe[field], msg) }
 
-// validation renders form errors as MAASAPIValidationError does: JSON for field errors.
+// validation renders form errors as MAASAPIValidationError does: Python's json.dumps of
+// the form's message dict (", " and ": " separators, non-ASCII as \uXXXX, < > & as they are).
 func validation(fe fieldErrors) *apiError {
-	b, _ := json.Marshal(map[string][]string(fe))
-	return &apiError{status: http.StatusBadRequest, body: string(b), contentType: "application/json; charset=utf-8"}
+	fields := make([]string, 0, len(fe))
+	for f := range fe {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, f := range fields {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(pyString(f) + ": [")
+		for j, msg := range fe[f] {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(pyString(msg))
+		}
+		b.WriteByte(']')
+	}
+	b.WriteByte('}')
+	return &apiError{status: http.StatusBadRequest, body: b.String(), contentType: "application/json; charset=utf-8"}
+}
+
+// pyString is s as Python's json.dumps writes a string with ensure_ascii.
+func pyString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\b':
+			b.WriteString(`\b`)
+		case r == '\f':
+			b.WriteString(`\f`)
+		case r < 0x20 || r > 0x7e:
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, `\u%04x`, u)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 func writeAPIError(w http.ResponseWriter, err error) {
@@ -81,8 +135,20 @@ func writeAPIError(w http.ResponseWriter, err error) {
 	io.WriteString(w, ae.body)
 }
 
+// djangoJSON encodes v the way Django's json.dumps does in one respect Go differs in:
+// <, > and & are written as they are, not as \u003c, \u003e, \u0026.
+func djangoJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := djangoJSON(v)
 	if err != nil {
 		writeAPIError(w, err)
 		return

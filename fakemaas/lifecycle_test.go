@@ -167,7 +167,7 @@ func TestDeploymentOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := op(t, env, noLayout.SystemID, "deploy", url.Values{"distro_series": {"noble"}})
-	if res.Status != http.StatusBadRequest || res.Body != `{"storage":["Mount the root '/' filesystem to be able to deploy this node."]}` {
+	if res.Status != http.StatusBadRequest || res.Body != `{"storage": ["Mount the root '/' filesystem to be able to deploy this node."]}` {
 		t.Errorf("deploy without a layout: %+v", res)
 	}
 	if m := machineMap(t, env, noLayout.SystemID); m["status_name"] != "Ready" || m["owner"] != nil {
@@ -287,21 +287,21 @@ func TestStorageAndInterfaceAPI(t *testing.T) {
 		want apiResult
 	}{
 		{"disk without size", bd, url.Values{"name": {"sda"}, "model": {"M"}, "serial": {"S"}, "block_size": {"512"}},
-			apiResult{400, "application/json", `{"size":["This field is required."]}`}},
+			apiResult{400, "application/json", `{"size": ["This field is required."]}`}},
 		{"disk too small", bd, url.Values{"name": {"sda"}, "model": {"M"}, "serial": {"S"}, "size": {"1000"}, "block_size": {"512"}},
-			apiResult{400, "application/json", `{"size":["Ensure this value is greater than or equal to 4194304."]}`}},
+			apiResult{400, "application/json", `{"size": ["Ensure this value is greater than or equal to 4194304."]}`}},
 		{"disk without serial or id_path", bd, url.Values{"name": {"sda"}, "size": {"10G"}, "block_size": {"512"}},
-			apiResult{400, "application/json", `{"__all__":["serial/model are required if id_path is not provided."]}`}},
+			apiResult{400, "application/json", `{"__all__": ["serial/model are required if id_path is not provided."]}`}},
 		{"relative id_path", bd, url.Values{"name": {"sda"}, "id_path": {"disk/by-id/x"}, "size": {"10G"}, "block_size": {"512"}},
-			apiResult{400, "application/json", `{"id_path":["'disk/by-id/x' is not an absolute path."]}`}},
+			apiResult{400, "application/json", `{"id_path": ["'disk/by-id/x' is not an absolute path."]}`}},
 		{"layout without disks", "/MAAS/api/2.0/machines/" + sid + "/?op=set_storage_layout", url.Values{"storage_layout": {"flat"}},
 			apiResult{400, "text/plain", "Machine is missing a boot disk; no storage layout can be applied."}},
 		{"unknown layout", "/MAAS/api/2.0/machines/" + sid + "/?op=set_storage_layout", url.Values{"storage_layout": {"zfs"}},
-			apiResult{400, "application/json", `{"storage_layout":["Select a valid choice. zfs is not one of the available choices."]}`}},
+			apiResult{400, "application/json", `{"storage_layout": ["Select a valid choice. zfs is not one of the available choices."]}`}},
 		{"interface with a bad MAC", "/MAAS/api/2.0/nodes/" + sid + "/interfaces/?op=create_physical", url.Values{"mac_address": {"zz"}},
-			apiResult{400, "application/json", `{"mac_address":["'zz' is not a valid MAC address."]}`}},
+			apiResult{400, "application/json", `{"mac_address": ["'zz' is not a valid MAC address."]}`}},
 		{"interface with a MAC in use", "/MAAS/api/2.0/nodes/" + sid + "/interfaces/?op=create_physical", url.Values{"mac_address": {"52:54:00:0e:00:01"}},
-			apiResult{400, "application/json", `{"mac_address":["This MAC address is already in use by eth0 (physical) on hw."]}`}},
+			apiResult{400, "application/json", `{"mac_address": ["This MAC address is already in use by eth0 (physical) on hw."]}`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

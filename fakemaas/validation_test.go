@@ -207,36 +207,36 @@ func TestValidationErrors(t *testing.T) {
 		{"bad filetype", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("filetype", "zip"), true)
 		},
-			apiResult{400, json, `{"filetype":["Select a valid choice. zip is not one of the available choices."]}`}},
+			apiResult{400, json, `{"filetype": ["Select a valid choice. zip is not one of the available choices."]}`}},
 		{"bad base_image format", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("base_image", "noble"), true)
-		}, apiResult{400, json, `{"base_image":["a base image must follow the format: \u003cosystem\u003e/\u003cseries\u003e"]}`}},
+		}, apiResult{400, json, `{"base_image": ["a base image must follow the format: <osystem>/<series>"]}`}},
 		{"non-Linux base_image", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("base_image", "windows/2019"), true)
-		}, apiResult{400, json, `{"base_image":["custom images require a valid non-custom OS type base image"]}`}},
+		}, apiResult{400, json, `{"base_image": ["custom images require a valid non-custom OS type base image"]}`}},
 		{"unknown base_image release", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("base_image", "ubuntu/nosuch"), true)
-		}, apiResult{400, json, `{"base_image":["please select a valid base image OS and version"]}`}},
+		}, apiResult{400, json, `{"base_image": ["please select a valid base image OS and version"]}`}},
 		{"short sha256", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("sha256", "abcdef0123"), true)
 		},
-			apiResult{400, json, `{"sha256":["Ensure this value has at least 64 characters (it has 10)."]}`}},
+			apiResult{400, json, `{"sha256": ["Ensure this value has at least 64 characters (it has 10)."]}`}},
 		{"reserved name (os)", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("name", "ubuntu"), true)
 		},
-			apiResult{400, json, `{"name":["ubuntu is a reserved name"]}`}},
+			apiResult{400, json, `{"name": ["ubuntu is a reserved name"]}`}},
 		{"reserved name (synced release)", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("name", "noble"), true)
-		}, apiResult{400, json, `{"name":["noble is a reserved name"]}`}},
+		}, apiResult{400, json, `{"name": ["noble is a reserved name"]}`}},
 		{"reserved name (centos)", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("name", "centos8"), true)
-		}, apiResult{400, json, `{"name":["centos8 is a reserved name"]}`}},
+		}, apiResult{400, json, `{"name": ["centos8 is a reserved name"]}`}},
 		{"unsupported os in name", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("name", "plan9/4"), true)
-		}, apiResult{400, json, `{"name":["Unsupport operating system plan9, supported operating systems: ['ubuntu', 'ubuntu-core', 'bootloader', 'centos', 'rhel', 'custom', 'windows', 'suse', 'esxi', 'ol', 'onie']"]}`}},
+		}, apiResult{400, json, `{"name": ["Unsupport operating system plan9, supported operating systems: ['ubuntu', 'ubuntu-core', 'bootloader', 'centos', 'rhel', 'custom', 'windows', 'suse', 'esxi', 'ol', 'onie']"]}`}},
 		{"unknown architecture", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("architecture", "s390x/generic"), true)
-		}, apiResult{400, json, `{"architecture":["'s390x/generic' is not a valid architecture.  It should be one of: 'amd64/generic'."]}`}},
+		}, apiResult{400, json, `{"architecture": ["'s390x/generic' is not a valid architecture.  It should be one of: 'amd64/generic'."]}`}},
 		{"same sha256, other size", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/boot-resources/", with("sha256", sha(complete)), true)
 		}, apiResult{400, text, "File already exists with sha256 that is of different size."}},
@@ -282,19 +282,19 @@ func TestValidationErrors(t *testing.T) {
 		}, apiResult{401, text, "Authorization Error: Invalid API key."}},
 		{"machine: no MAC", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/machines/", url.Values{"architecture": {"amd64/generic"}}, false)
-		}, apiResult{400, json, `{"mac_addresses":["This field is required."]}`}},
+		}, apiResult{400, json, `{"mac_addresses": ["This field is required."]}`}},
 		{"machine: bad MAC", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/machines/", url.Values{"architecture": {"amd64"}, "mac_addresses": {"52:54:00"}}, false)
-		}, apiResult{400, json, `{"mac_addresses":["One or more MAC addresses is invalid. ('52:54:00' is not a valid MAC address.)"]}`}},
+		}, apiResult{400, json, `{"mac_addresses": ["One or more MAC addresses is invalid. ('52:54:00' is not a valid MAC address.)"]}`}},
 		{"machine: MAC in use", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/machines/", url.Values{"architecture": {"amd64"}, "mac_addresses": {"52:54:00:00:00:01"}}, false)
-		}, apiResult{400, json, `{"mac_addresses":["One or more MAC addresses is invalid. (MAC address 52:54:00:00:00:01 already in use on node1.)"]}`}},
+		}, apiResult{400, json, `{"mac_addresses": ["One or more MAC addresses is invalid. (MAC address 52:54:00:00:00:01 already in use on node1.)"]}`}},
 		{"machine: unknown architecture", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/machines/", url.Values{"architecture": {"arm64/generic"}, "mac_addresses": {"52:54:00:00:00:02"}}, false)
-		}, apiResult{400, json, `{"architecture":["'arm64/generic' is not a valid architecture.  It should be one of: 'amd64/generic'."]}`}},
+		}, apiResult{400, json, `{"architecture": ["'arm64/generic' is not a valid architecture.  It should be one of: 'amd64/generic'."]}`}},
 		{"machine: unknown power type", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/machines/", url.Values{"architecture": {"amd64"}, "mac_addresses": {"52:54:00:00:00:02"}, "power_type": {"ipmi"}}, false)
-		}, apiResult{400, json, `{"power_type":["Select a valid choice. ipmi is not one of the available choices."]}`}},
+		}, apiResult{400, json, `{"power_type": ["Select a valid choice. ipmi is not one of the available choices."]}`}},
 		{"machine: deploy from New", func() apiResult {
 			return call(t, env, admin, "POST", "/MAAS/api/2.0/machines/"+systemID(t, env, "node1")+"/?op=deploy", url.Values{}, false)
 		}, apiResult{409, text, "Can't deploy a machine that is in the 'New' state"}},
