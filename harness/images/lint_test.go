@@ -47,12 +47,13 @@ func TestLintTestImages(t *testing.T) {
 func TestLintPredictsMAASMessages(t *testing.T) {
 	dir, m := testImages(t)
 	for name, want := range map[string]string{
-		"lying-filetype": "tar: This does not look like a tar archive",
-		"truncated-tgz":  "Unexpected EOF in archive",
-		"no-cloud-init":  "cloud-init not detected, MAAS will not be able to configure this machine properly",
-		"dd-no-curtin":   "Did not find any filesystem on",
-		"fstab-foreign":  "Timed out waiting for device /dev/disk/by-label/UEFI",
-		"efi-rocky-only": "/EFI/rocky/grubx64.efi",
+		"lying-filetype":  "tar: This does not look like a tar archive",
+		"truncated-tgz":   "Unexpected EOF in archive",
+		"no-cloud-init":   "cloud-init not detected, MAAS will not be able to configure this machine properly",
+		"dd-no-curtin":    "Did not find any filesystem on",
+		"fstab-foreign":   "Timed out waiting for device /dev/disk/by-label/UEFI",
+		"efi-rocky-only":  "/efi/rocky/grubx64.efi, which it tries only with Secure Boot off",
+		"efi-vendor-only": "/EFI/almalinux/grubx64.efi",
 	} {
 		im, _ := m.Image(name)
 		r, err := lint.Lint(context.Background(), filepath.Join(dir, im.File), im.Filetype, lint.Options{})

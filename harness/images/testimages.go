@@ -46,7 +46,7 @@ var TestImagePackages = []string{"bash", "busybox-static"}
 // keeps them small.
 var BuiltinHooksPackages = []string{"grub-pc-bin", "grub-efi-amd64-bin", "grub-common", "grub2-common"}
 
-const testImagesRecipe = "testimages-v1"
+const testImagesRecipe = "testimages-v2"
 
 // TestImage is one entry of the test-image manifest.
 type TestImage struct {
@@ -89,7 +89,8 @@ type variant struct {
 	fstab                            string // replaces /etc/fstab
 	extra                            map[string]string
 	noHookExec                       bool
-	grub                             bool // GRUB packages in the image (for builtin curthooks)
+	grub                             bool   // GRUB packages in the image (for builtin curthooks)
+	espLoader                        string // the ESP's only loader (dd images), instead of EFI/BOOT/BOOTX64.EFI
 }
 
 // TestImages builds (or reuses from the cache) every test image and publishes them with
@@ -186,7 +187,7 @@ func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, er
 	rootUUID := uuid.NewSHA1(uuid.NameSpaceOID, []byte(key+"root")).String()
 	espID := strings.ToUpper(key[:4] + "-" + key[4:8])
 	disk := filepath.Join(work, "good.img")
-	if err := makeDisk(ctx, good, disk, rootUUID, espID, false); err != nil {
+	if err := makeDisk(ctx, good, disk, rootUUID, espID, ""); err != nil {
 		return nil, err
 	}
 	for _, ft := range []string{"ddraw", "ddgz", "ddxz", "ddbz2", "ddtar", "ddtgz", "ddtbz", "ddtxz"} {
@@ -235,9 +236,13 @@ func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, er
 		{TestImage{Name: "dd-no-curtin", Filetype: "ddxz", Expected: ExpectFailed, Lint: []string{"no-curtin-partition"},
 			Diagnosis:  "Did not find any filesystem on",
 			Reproduces: "a dd image with no partition holding curtin/: block-meta cannot pick the root"}, variant{hooks: "none"}, true},
-		{TestImage{Name: "efi-rocky-only", Filetype: "ddgz", Expected: ExpectFailed, Firmware: []string{"uefi"}, Lint: []string{"efi-loader-not-found"},
+		{TestImage{Name: "efi-rocky-only", Filetype: "ddgz", Expected: ExpectDeployed, Firmware: []string{"uefi"}, Lint: []string{"efi-loader-secureboot-only"},
+			Reproduces: "the ESP has only /EFI/rocky/grubx64.efi: MAAS 3.7's local boot finds it only with Secure Boot off (its Secure Boot list is shortened, LP:2022084); MAAS before 3.5 found none (packer-maas#108)"},
+			variant{espLoader: "EFI/rocky/grubx64.efi"}, true},
+		{TestImage{Name: "efi-vendor-only", Filetype: "ddgz", Expected: ExpectFailed, Firmware: []string{"uefi"}, Lint: []string{"efi-loader-not-found"},
 			Diagnosis:  "/efi/boot/bootx64.efi",
-			Reproduces: "the ESP has only /EFI/rocky/grubx64.efi: MAAS's UEFI local boot finds no loader (packer-maas#108)"}, variant{}, true},
+			Reproduces: "the ESP has only /EFI/almalinux/grubx64.efi, a vendor path on neither of MAAS's lists: the local boot finds no loader and exits (packer-maas#108)"},
+			variant{espLoader: "EFI/almalinux/grubx64.efi"}, true},
 		{TestImage{Name: "fstab-foreign", Filetype: "ddxz", Expected: ExpectFailed, Lint: []string{"fstab-unresolvable"},
 			Diagnosis:  "Timed out waiting for device",
 			Reproduces: "a baked-in fstab for another disk (by-label UEFI, a UUID that will not exist): emergency mode on first boot (packer-maas#362)"},
@@ -258,7 +263,7 @@ func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, er
 			if br.v.fstab == "" {
 				putFile(tree, "etc/fstab", []byte("UUID="+u+" / ext4 defaults 0 1\n"), 0o644)
 			}
-			if err := makeDisk(ctx, tree, img, u, espID, br.im.Name == "efi-rocky-only"); err != nil {
+			if err := makeDisk(ctx, tree, img, u, espID, br.v.espLoader); err != nil {
 				return nil, err
 			}
 			br.im.File = br.im.Name + ".img" + ddExt[br.im.Filetype]
@@ -577,9 +582,9 @@ const (
 )
 
 // makeDisk builds a GPT disk: 1 MiB bios_grub, a FAT ESP with GRUB as /EFI/BOOT/BOOTX64.EFI
-// (or only /EFI/rocky/grubx64.efi when rockyOnly), and an ext4 root made from tree, with
-// GRUB's BIOS boot code embedded.
-func makeDisk(ctx context.Context, tree, out, rootUUID, espID string, rockyOnly bool) error {
+// (or GRUB as espLoader only, when set), and an ext4 root made from tree, with GRUB's BIOS
+// boot code embedded.
+func makeDisk(ctx context.Context, tree, out, rootUUID, espID, espLoader string) error {
 	sz, err := treeSize(tree)
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
@@ -601,10 +606,10 @@ func makeDisk(ctx context.Context, tree, out, rootUUID, espID string, rockyOnly 
 		return fmt.Errorf("images: %w", err)
 	}
 	defer os.RemoveAll(espTree)
-	efi := filepath.Join(espTree, "EFI", "BOOT", "BOOTX64.EFI")
-	if rockyOnly {
-		efi = filepath.Join(espTree, "EFI", "rocky", "grubx64.efi")
+	if espLoader == "" {
+		espLoader = "EFI/BOOT/BOOTX64.EFI"
 	}
+	efi := filepath.Join(espTree, filepath.FromSlash(espLoader))
 	if err := os.MkdirAll(filepath.Dir(efi), 0o755); err != nil {
 		return fmt.Errorf("images: %w", err)
 	}

@@ -64,7 +64,7 @@ func TestTestImageManifest(t *testing.T) {
 			t.Errorf("%s: a broken image needs an expected diagnosis", im.Name)
 		}
 	}
-	want := []string{"builtin-hooks", "dd-no-curtin", "efi-rocky-only", "fstab-foreign", "good-ddbz2", "good-ddgz", "good-ddraw", "good-ddtar",
+	want := []string{"builtin-hooks", "dd-no-curtin", "efi-rocky-only", "efi-vendor-only", "fstab-foreign", "good-ddbz2", "good-ddgz", "good-ddraw", "good-ddtar",
 		"good-ddtbz", "good-ddtgz", "good-ddtxz", "good-ddxz", "good-tbz", "good-tgz", "good-txz", "hook-imports-curtin",
 		"hooks-exit-1", "hooks-not-executable", "lying-filetype", "network-disabled", "no-cloud-init", "no-kernel", "no-netplan", "truncated-tgz"}
 	if diff := cmp.Diff(want, names); diff != "" {
@@ -207,10 +207,15 @@ func TestTestImageDisks(t *testing.T) {
 			if im.RootUUID != "" && root.UUID != im.RootUUID {
 				t.Errorf("root UUID %s, manifest says %s", root.UUID, im.RootUUID)
 			}
+			loader := map[string]string{"efi-rocky-only": "/EFI/rocky/grubx64.efi", "efi-vendor-only": "/EFI/almalinux/grubx64.efi"}[im.Name]
 			boot, _ := diskimage.Exists(raw, esp, "/EFI/BOOT/BOOTX64.EFI")
-			rocky, _ := diskimage.Exists(raw, esp, "/EFI/rocky/grubx64.efi")
-			if boot == (im.Name == "efi-rocky-only") || rocky != (im.Name == "efi-rocky-only") {
-				t.Errorf("ESP: BOOTX64.EFI %v, rocky %v", boot, rocky)
+			if boot != (loader == "") {
+				t.Errorf("ESP: /EFI/BOOT/BOOTX64.EFI present = %v, want %v", boot, loader == "")
+			}
+			if loader != "" {
+				if ok, _ := diskimage.Exists(raw, esp, loader); !ok {
+					t.Errorf("ESP: %s missing", loader)
+				}
 			}
 		})
 	}

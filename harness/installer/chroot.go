@@ -107,7 +107,13 @@ func enterChroot(target string) (*chrootTarget, error) {
 			ct.exit()
 			return nil, fmt.Errorf("in-target: %w", err)
 		}
-		if err := syscall.Mount(m, tp, "", syscall.MS_BIND, ""); err != nil {
+		flags := uintptr(syscall.MS_BIND)
+		if m == "/sys" {
+			// Recursive, so what is mounted under /sys (the simulated ephemeral's
+			// /sys/firmware, securityfs, ...) is visible in the target too.
+			flags |= syscall.MS_REC
+		}
+		if err := syscall.Mount(m, tp, "", flags, ""); err != nil {
 			ct.exit()
 			return nil, fmt.Errorf("in-target: bind-mounting %s on %s: %w", m, tp, err)
 		}

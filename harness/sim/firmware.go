@@ -151,7 +151,7 @@ func (fw *firmware) dhcp(ctx context.Context, pxe bool) (*dhcpv4.DHCPv4, error) 
 	if pxe {
 		arch, class := iana.INTEL_X86PC, "PXEClient:Arch:00000:UNDI:002001"
 		if fw.m.spec.Firmware == machine.UEFI {
-			arch, class = iana.EFI_BC, "PXEClient:Arch:00007:UNDI:003016"
+			arch, class = iana.EFI_X86_64, "PXEClient:Arch:00007:UNDI:003016"
 		}
 		u := fw.m.uuid()
 		mods = append(mods,
@@ -442,8 +442,13 @@ func (g *netGrub) ReadFile(dev, p string) ([]byte, error) {
 	return nil, fmt.Errorf("GRUB: device (%s) is not reachable from network boot", dev)
 }
 
-// FileExists loads the file, as GRUB's linux and initrd commands do.
+// FileExists loads the file from the network, as GRUB's linux and initrd commands do, or
+// looks for it on a disk.
 func (g *netGrub) FileExists(dev, p string) bool {
+	if !strings.HasPrefix(dev, "http,") && !strings.HasPrefix(dev, "tftp,") {
+		d, err := g.fw.m.openDisks()
+		return err == nil && d.FileExists(dev, p)
+	}
 	u := g.url(dev, p)
 	if g.fw.fetched == nil {
 		g.fw.fetched = map[string]int64{}
@@ -467,9 +472,15 @@ func (g *netGrub) FileExists(dev, p string) bool {
 	return true
 }
 
-// Search finds nothing on network devices: a network-booted GRUB has no disks to search
-// in MAAS's install configs.
-func (g *netGrub) Search(string, string) (string, bool) { return "", false }
+// Search looks on the machine's disks, as MAAS's local-boot configs
+// (config.local.*.template) make the network-booted GRUB do.
+func (g *netGrub) Search(by, value string) (string, bool) {
+	d, err := g.fw.m.openDisks()
+	if err != nil {
+		return "", false
+	}
+	return d.Search(by, value)
+}
 
 type countWriter struct{ n int64 }
 

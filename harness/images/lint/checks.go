@@ -287,7 +287,7 @@ func stableSpec(s string) bool {
 // Boot is off.
 var (
 	efiPaths           = []string{"boot/bootx64.efi", "ubuntu/shimx64.efi", "ubuntu/grubx64.efi", "Microsoft/Boot/bootmgfw.efi"}
-	efiPathsInsecure   = []string{"centos/shimx64.efi", "centos/grubx64.efi", "redhat/shimx64.efi", "redhat/grubx64.efi", "rhel/shimx64.efi", "rhel/grubx64.efi", "suse/shim.efi", "suse/grubx64.efi", "red/grubx64.efi"}
+	efiPathsInsecure   = []string{"centos/shimx64.efi", "centos/grubx64.efi", "redhat/shimx64.efi", "redhat/grubx64.efi", "rhel/shimx64.efi", "rhel/grubx64.efi", "rocky/shimx64.efi", "rocky/grubx64.efi", "suse/shim.efi", "suse/grubx64.efi", "ol/shim.efi", "ol/grubx64.efi", "red/grubx64.efi"}
 	mountableByInstall = map[string]bool{diskimage.FSExt2: true, diskimage.FSExt3: true, diskimage.FSExt4: true, diskimage.FSXFS: true, diskimage.FSBtrfs: true, diskimage.FSVFAT: true}
 )
 

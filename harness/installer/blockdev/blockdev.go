@@ -542,17 +542,17 @@ func (b *Backend) logicalVolume(ctx context.Context, sc *storage.Config, it stor
 		return storage.Applied{}, fmt.Errorf("lvm_partition %q: volgroup %q not in storage config", it.ID, it.Volgroup)
 	}
 	if !it.Preserve {
-		args := []string{it.Name, "--yes", "--wipesignatures", "y", "--zero", "y"}
+		args := []string{"-n", it.Name, "--yes", "--wipesignatures", "y", "--zero", "y"}
 		if it.Size != "" {
 			n, err := storage.HumanToBytes(it.Size)
 			if err != nil {
 				return storage.Applied{}, err
 			}
-			args = append([]string{"--size", fmt.Sprintf("%dB", n)}, args...)
+			args = append(args, "--size", fmt.Sprintf("%dB", n))
 		} else {
-			args = append([]string{"-l", "100%FREE"}, args...)
+			args = append(args, "-l", "100%FREE")
 		}
-		args = append([]string{"-n"}, append(args, vg.Name)...)
+		args = append(args, vg.Name)
 		if _, err := run(ctx, log, nil, "lvcreate", args...); err != nil {
 			return storage.Applied{}, err
 		}

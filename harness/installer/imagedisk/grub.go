@@ -30,8 +30,8 @@ func (e *GrubError) Error() string {
 // EmulateGrub is the simulated path of curtin's install_grub for disk images: grub-install
 // cannot run against an image file, so BIOS boot code is embedded with
 // diskimage.EmbedGRUBBIOS (the host's i386-pc modules) and UEFI gets the target's GRUB EFI
-// image copied into the ESP; when the target has no grub.cfg, one is written for its
-// kernels the way update-grub would name them. The checks that make real installs fail
+// image copied into the ESP; grub.cfg is rewritten for the target's kernels and installed
+// root the way update-grub (or grub2-mkconfig) would, replacing any the image ships. The checks that make real installs fail
 // (grub package missing in the target) are kept.
 func (b *Backend) EmulateGrub(ctx context.Context, req storage.GrubRequest, log io.Writer) error {
 	b.mu.Lock()
@@ -52,7 +52,7 @@ func (b *Backend) EmulateGrub(ctx context.Context, req storage.GrubRequest, log 
 	if req.Family != "debian" {
 		bootDir = "/boot/grub2"
 	}
-	if err := b.writeGrubCfg(target, bootDir, log); err != nil {
+	if err := b.generateGrubCfg(target, bootDir, log); err != nil {
 		return err
 	}
 	if req.UEFI {
@@ -178,16 +178,6 @@ func (b *Backend) fsUUIDAt(p string) string {
 		return b.dd.fs.UUID
 	}
 	return ""
-}
-
-// writeGrubCfg writes <bootDir>/grub.cfg for the target's kernels when the target has
-// none (what update-grub / grub2-mkconfig would produce, reduced to the entries).
-func (b *Backend) writeGrubCfg(target, bootDir string, log io.Writer) error {
-	cfgPath := filepath.Join(target, bootDir, "grub.cfg")
-	if _, err := os.Stat(cfgPath); err == nil {
-		return nil
-	}
-	return b.generateGrubCfg(target, bootDir, log)
 }
 
 // generateGrubCfg writes <bootDir>/grub.cfg for the target's kernels, replacing any.
