@@ -208,12 +208,14 @@ func fileSHA256(p string) (string, int64, error) {
 }
 
 // initrdModules are what the initramfs loads: disk and NIC drivers for QEMU and common
-// hardware, and the filesystems the root and the ephemeral need.
+// hardware, the filesystems the root and the ephemeral need, and the bonding, VLAN and
+// bridge drivers a deployed system's network config can ask for.
 var initrdModules = []string{
 	"crc32c_generic", // before libcrc32c (btrfs, xfs), whose softdep it is
 	"virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "e1000", "e1000e", "ahci", "sd_mod",
 	"sr_mod", "nvme", "squashfs", "overlay", "loop", "ext4", "vfat", "xfs", "btrfs", "dm_mod",
 	"nls_cp437", "nls_iso8859_1", "nls_utf8", "af_packet", "isofs", "efivarfs",
+	"bonding", "8021q", "bridge",
 }
 
 // busyboxApplets are the applet links the initramfs and the test images get.

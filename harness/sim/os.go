@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -238,13 +239,28 @@ func (n *simNet) Up(ctx context.Context, nc firstboot.NetConfig) ([]firstboot.Li
 	if nc.Fallback {
 		ifaces = []firstboot.Iface{{Name: "eth0", MatchMAC: mac, DHCP4: true}}
 	}
+	// The configured interfaces that carry this NIC's untagged traffic: the ethernet that
+	// matches it, then the bonds and bridges built on those (which take their first
+	// member's MAC). VLANs are tagged, which the simulated wire does not carry.
+	on := map[string]bool{}
+	var links []firstboot.Link
 	for _, ifc := range ifaces {
-		if ifc.MatchMAC != "" && ifc.MatchMAC != mac {
+		switch ifc.Kind {
+		case firstboot.KindEthernet:
+			if ifc.MatchMAC != "" && ifc.MatchMAC != mac {
+				continue
+			}
+			if ifc.MatchMAC == "" && ifc.MatchName != "" && ifc.MatchName != "eth0" && ifc.MatchName != "ens3" && ifc.MatchName != "enp0s3" {
+				continue
+			}
+		case firstboot.KindBond, firstboot.KindBridge:
+			if !slices.ContainsFunc(ifc.Members, func(m string) bool { return on[m] }) {
+				continue
+			}
+		default:
 			continue
 		}
-		if ifc.MatchMAC == "" && ifc.MatchName != "" && ifc.MatchName != "eth0" && ifc.MatchName != "ens3" && ifc.MatchName != "enp0s3" {
-			continue
-		}
+		on[ifc.Name] = true
 		link := firstboot.Link{Name: ifc.Name, MAC: mac}
 		if ifc.DHCP4 {
 			ack, err := n.fw.dhcp(ctx, false)
@@ -267,7 +283,10 @@ func (n *simNet) Up(ctx context.Context, nc firstboot.NetConfig) ([]firstboot.Li
 			}
 			link.Gateway = ifc.Gateway4
 		}
-		return []firstboot.Link{link}, nil
+		links = append(links, link)
+	}
+	if len(links) > 0 {
+		return links, nil
 	}
 	return nil, fmt.Errorf("no interface in the network configuration matches this machine's NIC %s", mac)
 }

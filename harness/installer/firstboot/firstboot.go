@@ -29,9 +29,14 @@ const Prefix = "maasemu-probe: "
 
 // Iface is one interface the network config asks for.
 type Iface struct {
-	Name        string // the name to give it (set-name, or the config key / v1 name)
-	MatchMAC    string // lower-case aa:bb:.. when matched by MAC
-	MatchName   string // when matched by current name
+	Name        string   // the name to give it (set-name, or the config key / v1 name)
+	Kind        string   // KindEthernet (""), KindBond, KindVLAN or KindBridge
+	MatchMAC    string   // lower-case aa:bb:.. when matched by MAC (ethernets)
+	MatchName   string   // when matched by current name (ethernets)
+	Members     []string // the interfaces a bond or bridge enslaves, by Name
+	BondMode    string   // the bonding mode (balance-rr when unset, as the kernel's default)
+	VLANLink    string   // the interface a VLAN rides on, by Name
+	VLANID      int
 	DHCP4       bool
 	Addresses   []netip.Prefix
 	Gateway4    netip.Addr
@@ -40,6 +45,14 @@ type Iface struct {
 	Search      []string
 	MTU         int
 }
+
+// The kinds of interface a network config creates besides ethernets.
+const (
+	KindEthernet = ""
+	KindBond     = "bond"
+	KindVLAN     = "vlan"
+	KindBridge   = "bridge"
+)
 
 // Route is a static route.
 type Route struct {
@@ -212,65 +225,22 @@ func ParseNetwork(v any) (NetConfig, error) {
 	nc := NetConfig{Version: ver}
 	switch ver {
 	case 2:
-		eths, _ := m["ethernets"].(map[string]any)
-		names := make([]string, 0, len(eths))
-		for k := range eths {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			e, _ := eths[n].(map[string]any)
-			ifc := Iface{Name: n}
-			if match, ok := e["match"].(map[string]any); ok {
-				ifc.MatchMAC = strings.ToLower(str(match["macaddress"]))
-				ifc.MatchName = str(match["name"])
-			} else {
-				ifc.MatchName = n
+		// Netplan's sections, in the order an interface's dependencies come up.
+		for _, sec := range []struct{ key, kind string }{{"ethernets", KindEthernet}, {"bonds", KindBond}, {"vlans", KindVLAN}, {"bridges", KindBridge}} {
+			entries, _ := m[sec.key].(map[string]any)
+			names := make([]string, 0, len(entries))
+			for k := range entries {
+				names = append(names, k)
 			}
-			if sn := str(e["set-name"]); sn != "" {
-				ifc.Name = sn
-			}
-			ifc.DHCP4 = e["dhcp4"] == true || str(e["dhcp4"]) == "true" || str(e["dhcp4"]) == "yes"
-			for _, a := range list(e["addresses"]) {
-				p, err := netip.ParsePrefix(a)
+			sort.Strings(names)
+			for _, n := range names {
+				e, _ := entries[n].(map[string]any)
+				ifc, err := parseV2(sec.key+"."+n, n, sec.kind, e)
 				if err != nil {
-					return nc, fmt.Errorf("network.ethernets.%s.addresses: %q is not an address/prefix", n, a)
+					return nc, err
 				}
-				ifc.Addresses = append(ifc.Addresses, p)
+				nc.Ifaces = append(nc.Ifaces, ifc)
 			}
-			if g := str(e["gateway4"]); g != "" {
-				a, err := netip.ParseAddr(g)
-				if err != nil {
-					return nc, fmt.Errorf("network.ethernets.%s.gateway4: %q is not an address", n, g)
-				}
-				ifc.Gateway4 = a
-			}
-			if rs, ok := e["routes"].([]any); ok {
-				for _, r := range rs {
-					rm, _ := r.(map[string]any)
-					to := str(rm["to"])
-					if to == "default" || to == "0.0.0.0/0" {
-						if via, err := netip.ParseAddr(str(rm["via"])); err == nil {
-							ifc.Gateway4 = via
-						}
-						continue
-					}
-					tp, err1 := netip.ParsePrefix(to)
-					via, err2 := netip.ParseAddr(str(rm["via"]))
-					if err1 != nil || err2 != nil {
-						return nc, fmt.Errorf("network.ethernets.%s.routes: bad route %v", n, rm)
-					}
-					ifc.Routes = append(ifc.Routes, Route{To: tp, Via: via})
-				}
-			}
-			if ns, ok := e["nameservers"].(map[string]any); ok {
-				ifc.Nameservers = list(ns["addresses"])
-				ifc.Search = list(ns["search"])
-			}
-			if mtu := str(e["mtu"]); mtu != "" {
-				fmt.Sscan(mtu, &ifc.MTU)
-			}
-			nc.Ifaces = append(nc.Ifaces, ifc)
 		}
 	case 1:
 		cfgs, _ := m["config"].([]any)
@@ -282,44 +252,151 @@ func ParseNetwork(v any) (NetConfig, error) {
 				search = append(search, list(cm["search"])...)
 			}
 		}
-		for _, c := range cfgs {
-			cm, _ := c.(map[string]any)
-			if str(cm["type"]) != "physical" {
-				continue
-			}
-			ifc := Iface{Name: str(cm["name"]), MatchMAC: strings.ToLower(str(cm["mac_address"])), Nameservers: dns, Search: search}
-			if ifc.MatchMAC == "" {
-				ifc.MatchName = ifc.Name
-			}
-			subs, _ := cm["subnets"].([]any)
-			for _, s := range subs {
-				sm, _ := s.(map[string]any)
-				switch str(sm["type"]) {
-				case "dhcp", "dhcp4":
-					ifc.DHCP4 = true
-				case "static":
-					a := str(sm["address"])
-					if nm := str(sm["netmask"]); nm != "" && !strings.Contains(a, "/") {
-						ones, _ := net.IPMask(net.ParseIP(nm).To4()).Size()
-						a = fmt.Sprintf("%s/%d", a, ones)
-					}
-					p, err := netip.ParsePrefix(a)
-					if err != nil {
-						return nc, fmt.Errorf("network config %s: static address %q: %w", ifc.Name, a, err)
-					}
-					ifc.Addresses = append(ifc.Addresses, p)
-					if g, err := netip.ParseAddr(str(sm["gateway"])); err == nil {
-						ifc.Gateway4 = g
-					}
-					ifc.Nameservers = append(ifc.Nameservers, list(sm["dns_nameservers"])...)
+		// physical first, then what is built on them, as in v2.
+		for _, kind := range []string{"physical", KindBond, KindVLAN, KindBridge} {
+			for _, c := range cfgs {
+				cm, _ := c.(map[string]any)
+				if str(cm["type"]) != kind {
+					continue
 				}
+				ifc, err := parseV1(cm, dns, search)
+				if err != nil {
+					return nc, err
+				}
+				nc.Ifaces = append(nc.Ifaces, ifc)
 			}
-			nc.Ifaces = append(nc.Ifaces, ifc)
 		}
 	default:
 		return nc, fmt.Errorf("network version %v: only 1 and 2 exist", m["version"])
 	}
 	return nc, nil
+}
+
+// parseV2 reads one netplan (v2) interface entry of kind at network.<where>.
+func parseV2(where, n, kind string, e map[string]any) (Iface, error) {
+	ifc := Iface{Name: n, Kind: kind}
+	switch kind {
+	case KindEthernet:
+		if match, ok := e["match"].(map[string]any); ok {
+			ifc.MatchMAC = strings.ToLower(str(match["macaddress"]))
+			ifc.MatchName = str(match["name"])
+		} else {
+			ifc.MatchName = n
+		}
+		if sn := str(e["set-name"]); sn != "" {
+			ifc.Name = sn
+		}
+	case KindBond, KindBridge:
+		ifc.Members = list(e["interfaces"])
+		if len(ifc.Members) == 0 {
+			return ifc, fmt.Errorf("network.%s.interfaces: a %s needs member interfaces", where, kind)
+		}
+		if params, ok := e["parameters"].(map[string]any); ok && kind == KindBond {
+			ifc.BondMode = str(params["mode"])
+		}
+	case KindVLAN:
+		ifc.VLANLink = str(e["link"])
+		if _, err := fmt.Sscan(str(e["id"]), &ifc.VLANID); err != nil || ifc.VLANLink == "" || ifc.VLANID < 1 || ifc.VLANID > 4094 {
+			return ifc, fmt.Errorf("network.%s: a VLAN needs a link and an id in 1..4094 (link %q, id %q)", where, ifc.VLANLink, str(e["id"]))
+		}
+	}
+	ifc.DHCP4 = e["dhcp4"] == true || str(e["dhcp4"]) == "true" || str(e["dhcp4"]) == "yes"
+	for _, a := range list(e["addresses"]) {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return ifc, fmt.Errorf("network.%s.addresses: %q is not an address/prefix", where, a)
+		}
+		ifc.Addresses = append(ifc.Addresses, p)
+	}
+	if g := str(e["gateway4"]); g != "" {
+		a, err := netip.ParseAddr(g)
+		if err != nil {
+			return ifc, fmt.Errorf("network.%s.gateway4: %q is not an address", where, g)
+		}
+		ifc.Gateway4 = a
+	}
+	if rs, ok := e["routes"].([]any); ok {
+		for _, r := range rs {
+			rm, _ := r.(map[string]any)
+			to := str(rm["to"])
+			if to == "default" || to == "0.0.0.0/0" {
+				if via, err := netip.ParseAddr(str(rm["via"])); err == nil {
+					ifc.Gateway4 = via
+				}
+				continue
+			}
+			tp, err1 := netip.ParsePrefix(to)
+			via, err2 := netip.ParseAddr(str(rm["via"]))
+			if err1 != nil || err2 != nil {
+				return ifc, fmt.Errorf("network.%s.routes: bad route %v", where, rm)
+			}
+			ifc.Routes = append(ifc.Routes, Route{To: tp, Via: via})
+		}
+	}
+	if ns, ok := e["nameservers"].(map[string]any); ok {
+		ifc.Nameservers = list(ns["addresses"])
+		ifc.Search = list(ns["search"])
+	}
+	if mtu := str(e["mtu"]); mtu != "" {
+		fmt.Sscan(mtu, &ifc.MTU)
+	}
+	return ifc, nil
+}
+
+// parseV1 reads one v1 interface (physical, bond, vlan or bridge) with the config's
+// global nameservers.
+func parseV1(cm map[string]any, dns, search []string) (Iface, error) {
+	ifc := Iface{Name: str(cm["name"]), Nameservers: append([]string(nil), dns...), Search: search}
+	switch str(cm["type"]) {
+	case "physical":
+		ifc.MatchMAC = strings.ToLower(str(cm["mac_address"]))
+		if ifc.MatchMAC == "" {
+			ifc.MatchName = ifc.Name
+		}
+	case KindBond:
+		ifc.Kind, ifc.Members = KindBond, list(cm["bond_interfaces"])
+		if params, ok := cm["params"].(map[string]any); ok {
+			ifc.BondMode = str(params["bond-mode"])
+		}
+	case KindBridge:
+		ifc.Kind, ifc.Members = KindBridge, list(cm["bridge_interfaces"])
+	case KindVLAN:
+		ifc.Kind, ifc.VLANLink = KindVLAN, str(cm["vlan_link"])
+		fmt.Sscan(str(cm["vlan_id"]), &ifc.VLANID)
+	}
+	if (ifc.Kind == KindBond || ifc.Kind == KindBridge) && len(ifc.Members) == 0 {
+		return ifc, fmt.Errorf("network config %s: a %s needs member interfaces", ifc.Name, ifc.Kind)
+	}
+	if ifc.Kind == KindVLAN && (ifc.VLANLink == "" || ifc.VLANID < 1 || ifc.VLANID > 4094) {
+		return ifc, fmt.Errorf("network config %s: a VLAN needs vlan_link and a vlan_id in 1..4094", ifc.Name)
+	}
+	if mtu := str(cm["mtu"]); mtu != "" {
+		fmt.Sscan(mtu, &ifc.MTU)
+	}
+	subs, _ := cm["subnets"].([]any)
+	for _, s := range subs {
+		sm, _ := s.(map[string]any)
+		switch str(sm["type"]) {
+		case "dhcp", "dhcp4":
+			ifc.DHCP4 = true
+		case "static":
+			a := str(sm["address"])
+			if nm := str(sm["netmask"]); nm != "" && !strings.Contains(a, "/") {
+				ones, _ := net.IPMask(net.ParseIP(nm).To4()).Size()
+				a = fmt.Sprintf("%s/%d", a, ones)
+			}
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				return ifc, fmt.Errorf("network config %s: static address %q: %w", ifc.Name, a, err)
+			}
+			ifc.Addresses = append(ifc.Addresses, p)
+			if g, err := netip.ParseAddr(str(sm["gateway"])); err == nil {
+				ifc.Gateway4 = g
+			}
+			ifc.Nameservers = append(ifc.Nameservers, list(sm["dns_nameservers"])...)
+		}
+	}
+	return ifc, nil
 }
 
 func str(v any) string {

@@ -44,6 +44,51 @@ func TestParseNetwork(t *testing.T) {
 			{Name: "eth0", MatchMAC: "52:54:00:00:00:01", Addresses: []netip.Prefix{netip.MustParsePrefix("10.1.0.5/16")}, Gateway4: netip.MustParseAddr("10.1.0.1"), Nameservers: []string{"10.1.0.2"}, Search: []string{"maas"}},
 			{Name: "eth1", MatchName: "eth1", DHCP4: true, Nameservers: []string{"10.1.0.2"}, Search: []string{"maas"}},
 		}}, ""},
+		{"v2 bond, VLAN and bridge after the ethernets", `network:
+  version: 2
+  bridges:
+    br0: {interfaces: [bond0.100], addresses: [10.100.0.5/24], parameters: {stp: false}}
+  vlans:
+    bond0.100: {id: 100, link: bond0}
+  bonds:
+    bond0:
+      interfaces: [eth0, eth1]
+      macaddress: '52:54:00:00:00:01'
+      parameters: {mode: active-backup, mii-monitor-interval: 100}
+      addresses: [198.18.0.11/24]
+      gateway4: 198.18.0.1
+  ethernets:
+    eth1: {match: {macaddress: '52:54:00:00:00:02'}, set-name: eth1}
+    eth0: {match: {macaddress: '52:54:00:00:00:01'}, set-name: eth0}
+`, NetConfig{Version: 2, Ifaces: []Iface{
+			{Name: "eth0", MatchMAC: "52:54:00:00:00:01"},
+			{Name: "eth1", MatchMAC: "52:54:00:00:00:02"},
+			{Name: "bond0", Kind: KindBond, Members: []string{"eth0", "eth1"}, BondMode: "active-backup", Addresses: []netip.Prefix{netip.MustParsePrefix("198.18.0.11/24")}, Gateway4: netip.MustParseAddr("198.18.0.1")},
+			{Name: "bond0.100", Kind: KindVLAN, VLANLink: "bond0", VLANID: 100},
+			{Name: "br0", Kind: KindBridge, Members: []string{"bond0.100"}, Addresses: []netip.Prefix{netip.MustParsePrefix("10.100.0.5/24")}},
+		}}, ""},
+		{"v1 bond, VLAN and bridge after the physicals", `network:
+  version: 1
+  config:
+  - {type: bridge, name: br0, bridge_interfaces: [eth2], subnets: [{type: dhcp}]}
+  - {type: vlan, name: bond0.10, vlan_link: bond0, vlan_id: 10, subnets: [{type: static, address: 10.10.0.5/24}]}
+  - {type: bond, name: bond0, bond_interfaces: [eth0, eth1], params: {bond-mode: 802.3ad}, subnets: [{type: static, address: 198.18.0.11/24}]}
+  - {type: physical, name: eth0, mac_address: '52:54:00:00:00:01'}
+  - {type: physical, name: eth1, mac_address: '52:54:00:00:00:02'}
+  - {type: physical, name: eth2, mac_address: '52:54:00:00:00:03'}
+`, NetConfig{Version: 1, Ifaces: []Iface{
+			{Name: "eth0", MatchMAC: "52:54:00:00:00:01"},
+			{Name: "eth1", MatchMAC: "52:54:00:00:00:02"},
+			{Name: "eth2", MatchMAC: "52:54:00:00:00:03"},
+			{Name: "bond0", Kind: KindBond, Members: []string{"eth0", "eth1"}, BondMode: "802.3ad", Addresses: []netip.Prefix{netip.MustParsePrefix("198.18.0.11/24")}},
+			{Name: "bond0.10", Kind: KindVLAN, VLANLink: "bond0", VLANID: 10, Addresses: []netip.Prefix{netip.MustParsePrefix("10.10.0.5/24")}},
+			{Name: "br0", Kind: KindBridge, Members: []string{"eth2"}, DHCP4: true},
+		}}, ""},
+		{"v2 bond without members", "network: {version: 2, bonds: {bond0: {addresses: [10.0.0.2/24]}}}", NetConfig{}, "network.bonds.bond0.interfaces: a bond needs member interfaces"},
+		{"v2 VLAN without an id", "network: {version: 2, vlans: {v: {link: eth0}}}", NetConfig{}, "network.vlans.v: a VLAN needs a link and an id in 1..4094"},
+		{"v2 VLAN id out of range", "network: {version: 2, vlans: {v: {link: eth0, id: 4095}}}", NetConfig{}, `(link "eth0", id "4095")`},
+		{"v1 VLAN without a link", "network: {version: 1, config: [{type: vlan, name: v, vlan_id: 5}]}", NetConfig{}, "network config v: a VLAN needs vlan_link"},
+		{"v1 bridge without members", "network: {version: 1, config: [{type: bridge, name: br0}]}", NetConfig{}, "network config br0: a bridge needs member interfaces"},
 		{"bad address", "network: {version: 2, ethernets: {e: {addresses: [not-an-ip]}}}", NetConfig{}, `"not-an-ip" is not an address/prefix`},
 		{"bad version", "network: {version: 3}", NetConfig{}, "only 1 and 2 exist"},
 	}

@@ -50,25 +50,9 @@ func (n Netlink) Up(ctx context.Context, nc NetConfig) ([]Link, error) {
 	var out []Link
 	var dns, search []string
 	for _, ifc := range ifaces {
-		var link netlink.Link
-		for _, l := range links {
-			a := l.Attrs()
-			if (ifc.MatchMAC != "" && strings.EqualFold(a.HardwareAddr.String(), ifc.MatchMAC)) || (ifc.MatchMAC == "" && a.Name == ifc.MatchName) {
-				link = l
-				break
-			}
-		}
-		if link == nil {
-			return out, fmt.Errorf("no interface matches %s (mac %q, name %q)", ifc.Name, ifc.MatchMAC, ifc.MatchName)
-		}
-		if ifc.Name != "" && link.Attrs().Name != ifc.Name {
-			_ = netlink.LinkSetDown(link)
-			if err := netlink.LinkSetName(link, ifc.Name); err != nil {
-				return out, fmt.Errorf("renaming %s to %s: %w", link.Attrs().Name, ifc.Name, err)
-			}
-			if l, err := netlink.LinkByName(ifc.Name); err == nil {
-				link = l
-			}
+		link, err := n.link(ifc, links)
+		if err != nil {
+			return out, err
 		}
 		if ifc.MTU > 0 {
 			_ = netlink.LinkSetMTU(link, ifc.MTU)
@@ -140,6 +124,79 @@ func (n Netlink) Up(ctx context.Context, nc NetConfig) ([]Link, error) {
 		}
 	}
 	return out, nil
+}
+
+// link finds (an ethernet, renamed to its configured name) or creates (a bond, VLAN or
+// bridge, its members enslaved) the link ifc names.
+func (n Netlink) link(ifc Iface, links []netlink.Link) (netlink.Link, error) {
+	switch ifc.Kind {
+	case KindBond, KindBridge:
+		var master netlink.Link
+		if ifc.Kind == KindBond {
+			b := netlink.NewLinkBond(netlink.LinkAttrs{Name: ifc.Name})
+			if ifc.BondMode != "" {
+				b.Mode = netlink.StringToBondMode(ifc.BondMode)
+				if b.Mode == netlink.BOND_MODE_UNKNOWN {
+					return nil, fmt.Errorf("bond %s: unknown mode %q", ifc.Name, ifc.BondMode)
+				}
+			}
+			master = b
+		} else {
+			master = &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: ifc.Name}}
+		}
+		if old, err := netlink.LinkByName(ifc.Name); err == nil && old.Type() == master.Type() {
+			// Loading the bonding driver makes an idle bond0: replace it with the one configured.
+			_ = netlink.LinkDel(old)
+		}
+		if err := netlink.LinkAdd(master); err != nil {
+			return nil, fmt.Errorf("creating %s %s: %w", ifc.Kind, ifc.Name, err)
+		}
+		for _, m := range ifc.Members {
+			l, err := netlink.LinkByName(m)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: member %s: %w", ifc.Kind, ifc.Name, m, err)
+			}
+			_ = netlink.LinkSetDown(l)
+			if err := netlink.LinkSetMaster(l, master); err != nil {
+				return nil, fmt.Errorf("%s %s: enslaving %s: %w", ifc.Kind, ifc.Name, m, err)
+			}
+			if err := netlink.LinkSetUp(l); err != nil {
+				return nil, fmt.Errorf("%s %s: bringing %s up: %w", ifc.Kind, ifc.Name, m, err)
+			}
+		}
+		return netlink.LinkByName(ifc.Name)
+	case KindVLAN:
+		parent, err := netlink.LinkByName(ifc.VLANLink)
+		if err != nil {
+			return nil, fmt.Errorf("VLAN %s: link %s: %w", ifc.Name, ifc.VLANLink, err)
+		}
+		v := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: ifc.Name, ParentIndex: parent.Attrs().Index}, VlanId: ifc.VLANID}
+		if err := netlink.LinkAdd(v); err != nil {
+			return nil, fmt.Errorf("creating VLAN %s (id %d on %s): %w", ifc.Name, ifc.VLANID, ifc.VLANLink, err)
+		}
+		return netlink.LinkByName(ifc.Name)
+	}
+	var link netlink.Link
+	for _, l := range links {
+		a := l.Attrs()
+		if (ifc.MatchMAC != "" && strings.EqualFold(a.HardwareAddr.String(), ifc.MatchMAC)) || (ifc.MatchMAC == "" && a.Name == ifc.MatchName) {
+			link = l
+			break
+		}
+	}
+	if link == nil {
+		return nil, fmt.Errorf("no interface matches %s (mac %q, name %q)", ifc.Name, ifc.MatchMAC, ifc.MatchName)
+	}
+	if ifc.Name != "" && link.Attrs().Name != ifc.Name {
+		_ = netlink.LinkSetDown(link)
+		if err := netlink.LinkSetName(link, ifc.Name); err != nil {
+			return nil, fmt.Errorf("renaming %s to %s: %w", link.Attrs().Name, ifc.Name, err)
+		}
+		if l, err := netlink.LinkByName(ifc.Name); err == nil {
+			link = l
+		}
+	}
+	return link, nil
 }
 
 func (n Netlink) dhcp(ctx context.Context, ifname string) (*nclient4.Lease, error) {
