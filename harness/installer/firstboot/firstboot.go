@@ -11,10 +11,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -228,12 +229,7 @@ func ParseNetwork(v any) (NetConfig, error) {
 		// Netplan's sections, in the order an interface's dependencies come up.
 		for _, sec := range []struct{ key, kind string }{{"ethernets", KindEthernet}, {"bonds", KindBond}, {"vlans", KindVLAN}, {"bridges", KindBridge}} {
 			entries, _ := m[sec.key].(map[string]any)
-			names := make([]string, 0, len(entries))
-			for k := range entries {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			for _, n := range names {
+			for _, n := range slices.Sorted(maps.Keys(entries)) {
 				e, _ := entries[n].(map[string]any)
 				ifc, err := parseV2(sec.key+"."+n, n, sec.kind, e)
 				if err != nil {
