@@ -130,11 +130,11 @@ var catalogue = []signature{
 			return Finding{Phase: phaseOr(in, timeline.CurtinHooks),
 				Summary: "installing the bootloader failed: " + strings.TrimSpace(m[0])}
 		})},
-	{id: "disk-full", match: logMatch(`No space left on device`, func(m []string, in *Input) Finding {
+	{id: "disk-full", match: duringInstall(logMatch(`No space left on device`, func(m []string, in *Input) Finding {
 		return Finding{Phase: phaseOr(in, timeline.CurtinExtr),
 			Summary: "the target disk ran out of space while installing the image",
 			Hint:    "give the machine a bigger disk, or shrink the image"}
-	})},
+	}))},
 	{id: "hook-failed", match: hookFailed},
 	{id: "curtin-stage-failed", match: curtinStageFailed},
 	{id: "missing-boot-image", issue: "canonical/packer-maas#193", match: missingBootImage},
@@ -146,6 +146,12 @@ var catalogue = []signature{
 		}
 		return f
 	})},
+	{id: "fstab-mount-failed", match: consoleMatch(`Failed to mount (\S+)\.`,
+		func(m []string, in *Input) Finding {
+			return Finding{Phase: timeline.FirstBoot,
+				Summary: "the installed OS could not mount " + m[1] + " from its fstab and stopped in emergency mode",
+				Hint:    "the kernel messages before it say why (a filesystem driver or character set missing from the image's kernel or initramfs, wrong mount options)"}
+		})},
 	{id: "fstab-device-missing", issue: "canonical/packer-maas#362", match: consoleMatch(
 		`Timed out waiting for device .*|You are in emergency mode.*|Give root password for maintenance|mount: .*: can't find (LABEL|UUID)=.*|fstab: device .* not found.*`,
 		func(m []string, in *Input) Finding {
@@ -167,6 +173,17 @@ var catalogue = []signature{
 		return Finding{Severity: "warning", Summary: fmt.Sprintf("%d firmware files may be missing from the image's initramfs", len(lines)),
 			Hint: "real NICs or disks may not work on metal without them", Evidence: first(lines, 5)}, true
 	}},
+}
+
+// duringInstall keeps a match only when the deployment failed in an install (curtin)
+// phase, or in no known phase: a message the install survived is not the reason.
+func duringInstall(match func(*Input) (Finding, bool)) func(*Input) (Finding, bool) {
+	return func(in *Input) (Finding, bool) {
+		if in.FailedPhase != "" && !strings.HasPrefix(string(in.FailedPhase), "curtin-") {
+			return Finding{}, false
+		}
+		return match(in)
+	}
 }
 
 // logMatch matches a regexp against the install log and the console.

@@ -112,6 +112,23 @@ func TestDiagnose(t *testing.T) {
 			id: "fstab-device-missing", phase: timeline.FirstBoot, says: []string{"/dev/disk/by-label/UEFI"},
 		},
 		{
+			name: "fstab entry that fails to mount",
+			in: Input{Status: failed, FailedPhase: timeline.FirstBoot, Console: []string{
+				"[    7.66] FAT-fs (vda1): IO charset ascii not found", "[FAILED] Failed to mount /boot/efi.", "You are in emergency mode."}},
+			id: "fstab-mount-failed", phase: timeline.FirstBoot, says: []string{"could not mount /boot/efi"},
+		},
+		{
+			name: "disk full in extract",
+			in: Input{Status: failed, FailedPhase: timeline.CurtinExtr, InstallLog: "tar: ./usr/lib/x: Cannot write: No space left on device\n"},
+			id: "disk-full", phase: timeline.CurtinExtr, says: []string{"ran out of space"},
+		},
+		{
+			name: "a no-space message the install survived is not the reason",
+			in: Input{Status: failed, FailedPhase: timeline.FirstBoot, InstallLog: "dd: error writing '/dev/vda1': No space left on device\n",
+				Stall: &timeline.Stall{Phase: timeline.FirstBoot, Elapsed: time.Minute, Budget: time.Minute}},
+			id: "first-boot-no-contact", phase: timeline.FirstBoot, says: []string{"never contacted MAAS"},
+		},
+		{
 			name: "uefi loader not found",
 			in: Input{Status: failed, FailedPhase: timeline.FirstBoot, Events: []trace.Event{
 				{Kind: trace.KindBootConfig, Attrs: map[string]any{"purpose": "local", "file": "grub/grub.cfg-52:54:00:00:00:01"}},

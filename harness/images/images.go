@@ -214,7 +214,8 @@ var initrdModules = []string{
 	"crc32c_generic", // before libcrc32c (btrfs, xfs), whose softdep it is
 	"virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "e1000", "e1000e", "ahci", "sd_mod",
 	"sr_mod", "nvme", "squashfs", "overlay", "loop", "ext4", "vfat", "xfs", "btrfs", "dm_mod",
-	"nls_cp437", "nls_iso8859_1", "nls_utf8", "af_packet", "isofs", "efivarfs",
+	"nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8", // vfat: Debian's default iocharset is ascii
+	"af_packet", "isofs", "efivarfs",
 	"bonding", "8021q", "bridge",
 }
 

@@ -6,6 +6,7 @@ package blockdev
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -314,15 +315,7 @@ func wipeVolume(ctx context.Context, dev, mode string, log io.Writer) error {
 		_, _ = run(ctx, log, nil, "pvremove", "--force", "--force", "--yes", dev)
 		return nil
 	case "zero", "random":
-		src := "/dev/zero"
-		if mode == "random" {
-			src = "/dev/urandom"
-		}
-		_, err := run(ctx, log, nil, "dd", "if="+src, "of="+dev, "bs=4M", "conv=fsync", "status=none")
-		if err != nil && !strings.Contains(err.Error(), "No space left on device") {
-			return err
-		}
-		return nil
+		return fill(ctx, dev, mode == "random")
 	}
 	return fmt.Errorf("wipe mode '%s' is not one of superblock, superblock-recursive, zero, random, pvremove", mode)
 }
@@ -338,6 +331,33 @@ func devSize(dev string) (int64, error) {
 		return 0, fmt.Errorf("size of %s: %w", dev, err)
 	}
 	return n, nil
+}
+
+// fill overwrites the whole of dev with zeros or random bytes, as curtin's wipe_file does.
+func fill(ctx context.Context, dev string, random bool) error {
+	size, err := devSize(dev)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 4<<20)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(int64(len(buf)), size-off)
+		if random {
+			rand.Read(buf[:n])
+		}
+		if _, err := f.WriteAt(buf[:n], off); err != nil {
+			return fmt.Errorf("wiping %s at %d: %w", dev, off, err)
+		}
+	}
+	return f.Sync()
 }
 
 // zero writes length zero bytes at each offset of dev.
