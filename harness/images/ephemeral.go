@@ -69,7 +69,11 @@ func (b *Builder) Ephemeral(ctx context.Context) (*Ephemeral, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := hashOf(ephemeralRecipe, debs.Key(pkgs), k.Package.String(), agent, initramfsInit, udhcpcScript, ephemeralInit, strings.Join(initrdModules, ","), strings.Join(ephemeralModules, ","))
+	tools, toolPkgs, err := b.initrdTools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := hashOf(ephemeralRecipe, debs.Key(pkgs), debs.Key(toolPkgs), k.Package.String(), agent, initramfsInit, udhcpcScript, ephemeralInit, strings.Join(initrdModules, ","), strings.Join(ephemeralModules, ","))
 	dir := filepath.Join(b.cacheDir(), "ephemeral", key[:16])
 	e := &Ephemeral{
 		Dir: dir, Kernel: filepath.Join(dir, "boot-kernel"), Initrd: filepath.Join(dir, "boot-initrd"),
@@ -91,8 +95,7 @@ func (b *Builder) Ephemeral(ctx context.Context) (*Ephemeral, error) {
 	if err := copyFile(k.Vmlinuz, e.Kernel, 0o644); err != nil {
 		return nil, err
 	}
-	busybox := filepath.Join(root, "usr/bin/busybox")
-	if err := b.buildInitrd(ctx, k, busybox, e.Initrd); err != nil {
+	if err := b.buildInitrd(ctx, k, tools, e.Initrd); err != nil {
 		return nil, err
 	}
 	// the squashfs tree: the staged Debian root plus modules, init and the agent

@@ -228,12 +228,27 @@ func busyboxApplets(ctx context.Context, busybox string) ([]string, error) {
 	return strings.Fields(string(out)), nil
 }
 
-// buildInitrd writes the maasemu initramfs (busybox, modules in load order, /init) to out.
-func (b *Builder) buildInitrd(ctx context.Context, k *Kernel, busybox string, out string) error {
+// InitrdPackages are the Debian packages the initramfs takes its tools from: busybox, and
+// LVM's lvm with its libraries, to activate a root on a logical volume.
+var InitrdPackages = []string{"busybox-static", "lvm2"}
+
+// initrdTools stages InitrdPackages, returning the root and the packages (for cache keys).
+func (b *Builder) initrdTools(ctx context.Context) (string, []debs.Package, error) {
+	return b.stageRoot(ctx, InitrdPackages)
+}
+
+// buildInitrd writes the maasemu initramfs (busybox, lvm, modules in load order, /init)
+// to out, taking the tools from tools, a root staged by initrdTools.
+func (b *Builder) buildInitrd(ctx context.Context, k *Kernel, tools string, out string) error {
 	mods, err := k.Modules(initrdModules)
 	if err != nil {
 		return err
 	}
+	lvm, err := elfClosure(tools, "usr/sbin/lvm")
+	if err != nil {
+		return err
+	}
+	busybox := filepath.Join(tools, "usr/bin/busybox")
 	applets, err := busyboxApplets(ctx, busybox)
 	if err != nil {
 		return err
@@ -264,6 +279,19 @@ func (b *Builder) buildInitrd(ctx context.Context, k *Kernel, busybox string, ou
 				continue
 			}
 			if err := w.Symlink("bin/"+a, "busybox"); err != nil {
+				return err
+			}
+		}
+		for _, f := range lvm {
+			data, err := os.ReadFile(f.src)
+			if err != nil {
+				return err
+			}
+			dst := f.dst
+			if dst == "usr/sbin/lvm" {
+				dst = "sbin/lvm"
+			}
+			if err := w.File(dst, 0o755, data); err != nil {
 				return err
 			}
 		}

@@ -117,7 +117,11 @@ func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, er
 	if err != nil {
 		return nil, err
 	}
-	key := hashOf(testImagesRecipe, debs.Key(pkgs), debs.Key(grubPkgs), k.Package.String(), agent, initramfsInit, udhcpcScript, imageInit, curtinHooks, curtinHooksPython, strings.Join(initrdModules, ","))
+	tools, toolPkgs, err := b.initrdTools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := hashOf(testImagesRecipe, debs.Key(pkgs), debs.Key(grubPkgs), debs.Key(toolPkgs), k.Package.String(), agent, initramfsInit, udhcpcScript, imageInit, curtinHooks, curtinHooksPython, strings.Join(initrdModules, ","))
 	dir := filepath.Join(b.cacheDir(), "testimages", key[:16])
 	m := &TestManifest{}
 	if data, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err == nil && json.Unmarshal(data, m) == nil && m.Key == key {
@@ -135,7 +139,7 @@ func (b *Builder) TestImages(ctx context.Context, out string) (*TestManifest, er
 	os.RemoveAll(work)
 	defer os.RemoveAll(work)
 	initrd := filepath.Join(work, "initrd.img")
-	if err := b.buildInitrd(ctx, k, filepath.Join(base, "usr/bin/busybox"), initrd); err != nil {
+	if err := b.buildInitrd(ctx, k, tools, initrd); err != nil {
 		return nil, err
 	}
 	bb := filepath.Join(base, "usr/bin/busybox")
