@@ -287,11 +287,8 @@ func (b *Builder) buildInitrd(ctx context.Context, k *Kernel, tools string, out 
 			if err != nil {
 				return err
 			}
-			dst := f.dst
-			if dst == "usr/sbin/lvm" {
-				dst = "sbin/lvm"
-			}
-			if err := w.File(dst, 0o755, data); err != nil {
+			// the initramfs has no /usr: what the package keeps there goes to /
+			if err := w.File(strings.TrimPrefix(f.dst, "usr/"), 0o755, data); err != nil {
 				return err
 			}
 		}

@@ -418,8 +418,9 @@ func (fw *firmware) grubnet(ctx context.Context, file, name string) (bootscript.
 
 // netGrub is GRUB's view of (tftp,...) and (http,...) devices.
 type netGrub struct {
-	fw  *firmware
-	ctx context.Context
+	fw    *firmware
+	ctx   context.Context
+	disks *disks // probed on first use
 }
 
 func (g *netGrub) url(dev, p string) string {
@@ -446,7 +447,7 @@ func (g *netGrub) ReadFile(dev, p string) ([]byte, error) {
 // looks for it on a disk.
 func (g *netGrub) FileExists(dev, p string) bool {
 	if !strings.HasPrefix(dev, "http,") && !strings.HasPrefix(dev, "tftp,") {
-		d, err := g.fw.m.openDisks()
+		d, err := g.localDisks()
 		return err == nil && d.FileExists(dev, p)
 	}
 	u := g.url(dev, p)
@@ -475,11 +476,23 @@ func (g *netGrub) FileExists(dev, p string) bool {
 // Search looks on the machine's disks, as MAAS's local-boot configs
 // (config.local.*.template) make the network-booted GRUB do.
 func (g *netGrub) Search(by, value string) (string, bool) {
-	d, err := g.fw.m.openDisks()
+	d, err := g.localDisks()
 	if err != nil {
 		return "", false
 	}
 	return d.Search(by, value)
+}
+
+// localDisks probes the machine's disks once per GRUB run.
+func (g *netGrub) localDisks() (*disks, error) {
+	if g.disks == nil {
+		d, err := g.fw.m.openDisks()
+		if err != nil {
+			return nil, err
+		}
+		g.disks = d
+	}
+	return g.disks, nil
 }
 
 type countWriter struct{ n int64 }
