@@ -119,8 +119,8 @@ func TestDiagnose(t *testing.T) {
 		},
 		{
 			name: "disk full in extract",
-			in: Input{Status: failed, FailedPhase: timeline.CurtinExtr, InstallLog: "tar: ./usr/lib/x: Cannot write: No space left on device\n"},
-			id: "disk-full", phase: timeline.CurtinExtr, says: []string{"ran out of space"},
+			in:   Input{Status: failed, FailedPhase: timeline.CurtinExtr, InstallLog: "tar: ./usr/lib/x: Cannot write: No space left on device\n"},
+			id:   "disk-full", phase: timeline.CurtinExtr, says: []string{"ran out of space"},
 		},
 		{
 			name: "a no-space message the install survived is not the reason",
