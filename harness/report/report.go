@@ -4,8 +4,8 @@ package report
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
+	"github.com/maasemu/maasemu/harness/junit"
 	"io"
 	"os"
 	"path/filepath"
@@ -135,82 +135,26 @@ func writeAtomic(path string, b []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// JUnit XML, as Ant's junit task writes it.
-
-type junitSuites struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Name     string       `xml:"name,attr"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Errors   int          `xml:"errors,attr"`
-	Time     string       `xml:"time,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name       string          `xml:"name,attr"`
-	Tests      int             `xml:"tests,attr"`
-	Failures   int             `xml:"failures,attr"`
-	Errors     int             `xml:"errors,attr"`
-	Skipped    int             `xml:"skipped,attr"`
-	Time       string          `xml:"time,attr"`
-	Timestamp  string          `xml:"timestamp,attr"`
-	Hostname   string          `xml:"hostname,attr"`
-	Properties *junitProps     `xml:"properties,omitempty"`
-	Cases      []junitTestcase `xml:"testcase"`
-}
-
-type junitProps struct {
-	Props []junitProp `xml:"property"`
-}
-
-type junitProp struct {
-	Name  string `xml:"name,attr"`
-	Value string `xml:"value,attr"`
-}
-
-type junitTestcase struct {
-	Name      string        `xml:"name,attr"`
-	Classname string        `xml:"classname,attr"`
-	Time      string        `xml:"time,attr"`
-	Failure   *junitProblem `xml:"failure,omitempty"`
-	Error     *junitProblem `xml:"error,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
-}
-
-type junitProblem struct {
-	Message string `xml:"message,attr"`
-	Type    string `xml:"type,attr"`
-	Body    string `xml:",chardata"`
-}
-
 // JUnit writes run as JUnit XML: one test suite, one test case per result; a failed
 // deployment is a failure carrying its diagnosis, a harness error is an error.
 func JUnit(w io.Writer, run Run) error {
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "localhost"
-	}
 	name := strings.TrimSpace("maasemu " + run.Command + " " + filepath.Base(run.Image))
-	suite := junitSuite{Name: name, Time: secs(run.Finished.Sub(run.Started).Seconds()),
-		Timestamp: run.Started.UTC().Format("2006-01-02T15:04:05"), Hostname: host}
-	suite.Properties = &junitProps{Props: []junitProp{
+	suite := junit.NewSuite(name, run.Started, run.Finished.Sub(run.Started))
+	suite.Properties = &junit.Properties{Props: []junit.Property{
 		{Name: "image", Value: run.Image}, {Name: "filetype", Value: run.Filetype}, {Name: "maasemu.version", Value: run.Version}}}
 	class := "maasemu." + sanitizeClass(filepath.Base(run.Image))
 	for _, l := range run.Lint {
 		if l.Severity != "error" {
 			continue
 		}
-		suite.Cases = append(suite.Cases, junitTestcase{Name: "lint " + l.ID, Classname: class, Time: "0",
-			Failure: &junitProblem{Message: l.Message, Type: "lint." + l.ID, Body: l.Message}})
-		suite.Failures++
+		suite.Add(junit.Case{Name: "lint " + l.ID, Classname: class, Time: "0",
+			Failure: &junit.Problem{Message: l.Message, Type: "lint." + l.ID, Body: l.Message}})
 	}
 	for _, r := range run.Results {
-		tc := junitTestcase{Name: r.Name, Classname: class, Time: secs(r.Seconds), SystemOut: phaseTable(r)}
+		tc := junit.Case{Name: r.Name, Classname: class, Time: junit.Seconds(r.Seconds), SystemOut: phaseTable(r)}
 		switch {
 		case r.Error != "":
-			tc.Error = &junitProblem{Message: r.Error, Type: "harness", Body: r.Error}
-			suite.Errors++
+			tc.Error = &junit.Problem{Message: r.Error, Type: "harness", Body: r.Error}
 		case !r.Passed:
 			p := diagnose.Primary(r.Diagnosis)
 			typ := "deploy." + p.ID
@@ -228,24 +172,11 @@ func JUnit(w io.Writer, run Run) error {
 			for _, e := range p.Evidence {
 				fmt.Fprintf(&body, "  | %s\n", e)
 			}
-			tc.Failure = &junitProblem{Message: r.Summary(), Type: typ, Body: body.String()}
-			suite.Failures++
+			tc.Failure = &junit.Problem{Message: r.Summary(), Type: typ, Body: body.String()}
 		}
-		suite.Cases = append(suite.Cases, tc)
+		suite.Add(tc)
 	}
-	suite.Tests = len(suite.Cases)
-	doc := junitSuites{Name: name, Tests: suite.Tests, Failures: suite.Failures, Errors: suite.Errors,
-		Time: suite.Time, Suites: []junitSuite{suite}}
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return err
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(doc); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
+	return junit.Write(w, name, suite)
 }
 
 // phaseTable renders a result's phases as plain text.
@@ -261,12 +192,6 @@ func phaseTable(r Result) string {
 	return b.String()
 }
 
-func secs(s float64) string {
-	if s < 0 {
-		s = 0
-	}
-	return fmt.Sprintf("%.3f", s)
-}
 
 func round(s float64) float64 { return float64(int64(s*1000+0.5)) / 1000 }
 

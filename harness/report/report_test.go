@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/xml"
+	"github.com/maasemu/maasemu/harness/junit"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +37,12 @@ func TestJUnit(t *testing.T) {
 	if err := JUnit(&buf, sampleRun()); err != nil {
 		t.Fatal(err)
 	}
-	var doc junitSuites
+	var doc struct {
+		Tests    int           `xml:"tests,attr"`
+		Failures int           `xml:"failures,attr"`
+		Errors   int           `xml:"errors,attr"`
+		Suites   []junit.Suite `xml:"testsuite"`
+	}
 	if err := xml.Unmarshal(buf.Bytes(), &doc); err != nil {
 		t.Fatalf("output is not XML: %v\n%s", err, buf.String())
 	}

@@ -1,10 +1,9 @@
 package scenario
 
 import (
-	"encoding/xml"
 	"fmt"
+	"github.com/maasemu/maasemu/harness/junit"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -245,102 +244,36 @@ func indent(s string) string {
 // JUnit writes results as JUnit XML: one test suite, one test case per script; a failing
 // script is a failure carrying its log, a skipped one is skipped with its reason.
 func JUnit(w io.Writer, suite string, results []ScriptResult, started time.Time, elapsed time.Duration) error {
-	type problem struct {
-		Message string `xml:"message,attr"`
-		Type    string `xml:"type,attr,omitempty"`
-		Body    string `xml:",chardata"`
-	}
-	type skipped struct {
-		Message string `xml:"message,attr"`
-	}
-	type testcase struct {
-		Name      string   `xml:"name,attr"`
-		Classname string   `xml:"classname,attr"`
-		Time      string   `xml:"time,attr"`
-		Failure   *problem `xml:"failure,omitempty"`
-		Skipped   *skipped `xml:"skipped,omitempty"`
-		SystemOut string   `xml:"system-out,omitempty"`
-	}
-	type testsuite struct {
-		XMLName   xml.Name   `xml:"testsuite"`
-		Name      string     `xml:"name,attr"`
-		Tests     int        `xml:"tests,attr"`
-		Failures  int        `xml:"failures,attr"`
-		Errors    int        `xml:"errors,attr"`
-		Skipped   int        `xml:"skipped,attr"`
-		Time      string     `xml:"time,attr"`
-		Timestamp string     `xml:"timestamp,attr"`
-		Hostname  string     `xml:"hostname,attr"`
-		Cases     []testcase `xml:"testcase"`
-	}
-	type testsuites struct {
-		XMLName  xml.Name    `xml:"testsuites"`
-		Name     string      `xml:"name,attr"`
-		Tests    int         `xml:"tests,attr"`
-		Failures int         `xml:"failures,attr"`
-		Errors   int         `xml:"errors,attr"`
-		Skipped  int         `xml:"skipped,attr"`
-		Time     string      `xml:"time,attr"`
-		Suites   []testsuite `xml:"testsuite"`
-	}
-	host, _ := os.Hostname()
-	secs := func(s float64) string { return fmt.Sprintf("%.3f", s) }
-	ts := testsuite{Name: suite, Time: secs(elapsed.Seconds()), Timestamp: started.UTC().Format("2006-01-02T15:04:05"), Hostname: host}
+	ts := junit.NewSuite(suite, started, elapsed)
 	for _, r := range results {
-		tc := testcase{Name: r.Name, Classname: "maasemu.scenario." + suite, Time: secs(r.Seconds)}
+		tc := junit.Case{Name: r.Name, Classname: "maasemu.scenario." + suite, Time: junit.Seconds(r.Seconds)}
 		switch r.Status {
 		case Fail:
 			msg := r.Reason
 			if msg == "" {
 				msg = failLine(r.Log)
 			}
-			tc.Failure = &problem{Message: xmlSafe(msg), Type: "scenario", Body: xmlSafe(r.Log)}
-			ts.Failures++
+			tc.Failure = &junit.Problem{Message: msg, Type: "scenario", Body: r.Log}
 		case Skip:
 			msg := r.Reason
 			if msg == "" {
 				msg = "skipped"
 			}
-			tc.Skipped = &skipped{Message: xmlSafe(msg)}
-			ts.Skipped++
+			tc.Skipped = &junit.Skipped{Message: msg}
 		default:
-			tc.SystemOut = xmlSafe(r.Log)
+			tc.SystemOut = r.Log
 		}
-		ts.Cases = append(ts.Cases, tc)
+		ts.Add(tc)
 	}
-	ts.Tests = len(ts.Cases)
-	doc := testsuites{Name: suite, Tests: ts.Tests, Failures: ts.Failures, Skipped: ts.Skipped, Time: ts.Time, Suites: []testsuite{ts}}
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return err
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(doc); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
+	return junit.Write(w, suite, ts)
 }
 
 // failLine is the FAIL: line testscript writes for the failing command.
 func failLine(log string) string {
 	for _, l := range strings.Split(log, "\n") {
 		if strings.HasPrefix(strings.TrimSpace(l), "FAIL:") {
-			return xmlSafe(strings.TrimSpace(l))
+			return strings.TrimSpace(l)
 		}
 	}
 	return "script failed"
-}
-
-// xmlSafe drops characters XML 1.0 cannot carry (console output has control bytes).
-func xmlSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' || (r >= 0x20 && r != 0xFFFE && r != 0xFFFF && r != 0xFFFD) {
-			return r
-		}
-		if r == 0xFFFD {
-			return r
-		}
-		return -1
-	}, s)
 }

@@ -161,9 +161,9 @@ func TestJUnit(t *testing.T) {
 	var doc struct {
 		Tests    int `xml:"tests,attr"`
 		Failures int `xml:"failures,attr"`
-		Skipped  int `xml:"skipped,attr"`
 		Suites   []struct {
-			Cases []struct {
+			Skipped int `xml:"skipped,attr"`
+			Cases   []struct {
 				Name    string `xml:"name,attr"`
 				Failure *struct {
 					Message string `xml:"message,attr"`
@@ -178,8 +178,8 @@ func TestJUnit(t *testing.T) {
 	if err := xml.Unmarshal(b.Bytes(), &doc); err != nil {
 		t.Fatalf("the JUnit XML does not parse: %v\n%s", err, b.String())
 	}
-	if doc.Tests != 3 || doc.Failures != 1 || doc.Skipped != 1 || len(doc.Suites) != 1 || len(doc.Suites[0].Cases) != 3 {
-		t.Fatalf("counts: tests %d failures %d skipped %d\n%s", doc.Tests, doc.Failures, doc.Skipped, b.String())
+	if doc.Tests != 3 || doc.Failures != 1 || len(doc.Suites) != 1 || doc.Suites[0].Skipped != 1 || len(doc.Suites[0].Cases) != 3 {
+		t.Fatalf("counts: tests %d failures %d suites %d\n%s", doc.Tests, doc.Failures, len(doc.Suites), b.String())
 	}
 	c := doc.Suites[0].Cases
 	if c[1].Failure == nil || !strings.HasPrefix(c[1].Failure.Message, "FAIL: broken.txtar:9:") || strings.Contains(c[1].Failure.Body, "\x01") {

@@ -1,0 +1,67 @@
+package junit_test
+
+import (
+	"bytes"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/maasemu/maasemu/harness/junit"
+)
+
+func TestWrite(t *testing.T) {
+	a := junit.NewSuite("deploys", time.Unix(0, 0), 2500*time.Millisecond)
+	a.Properties = &junit.Properties{Props: []junit.Property{{Name: "image", Value: "x.tgz"}}}
+	a.Add(junit.Case{Name: "ok", Classname: "c", Time: junit.Seconds(1), SystemOut: "console \x01 bell\x07"})
+	a.Add(junit.Case{Name: "bad", Classname: "c", Time: junit.Seconds(1), Failure: &junit.Problem{Message: "<MAAS> & co", Type: "deploy.x", Body: "why"}})
+	a.Add(junit.Case{Name: "harness", Classname: "c", Time: "0", Error: &junit.Problem{Message: "libvirtd", Type: "harness"}})
+	b := junit.NewSuite("scenarios", time.Unix(0, 0), time.Second)
+	b.Add(junit.Case{Name: "later", Classname: "s", Time: junit.Seconds(-1), Skipped: &junit.Skipped{Message: "needs libvirt"}})
+	var buf bytes.Buffer
+	if err := junit.Write(&buf, "all", a, b); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Name     string        `xml:"name,attr"`
+		Tests    int           `xml:"tests,attr"`
+		Failures int           `xml:"failures,attr"`
+		Errors   int           `xml:"errors,attr"`
+		Time     string        `xml:"time,attr"`
+		Suites   []junit.Suite `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatalf("not XML: %v\n%s", err, buf.String())
+	}
+	type counts struct{ Tests, Failures, Errors, Skipped int }
+	got := []counts{{doc.Tests, doc.Failures, doc.Errors, 0}}
+	for _, s := range doc.Suites {
+		got = append(got, counts{s.Tests, s.Failures, s.Errors, s.Skipped})
+	}
+	if diff := cmp.Diff([]counts{{4, 1, 1, 0}, {3, 1, 1, 0}, {1, 0, 0, 1}}, got); diff != "" {
+		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+	if doc.Time != "3.500" || doc.Suites[1].Cases[0].Time != "0.000" {
+		t.Errorf("times: total %s, a negative case %s", doc.Time, doc.Suites[1].Cases[0].Time)
+	}
+	if out := doc.Suites[0].Cases[0].SystemOut; strings.ContainsAny(out, "\x01\x07") || !strings.Contains(out, "console \uFFFD bell") {
+		t.Errorf("control characters not replaced: %q", out)
+	}
+
+	if _, err := exec.LookPath("xmllint"); err != nil {
+		t.Skip("schema check needs xmllint (Debian package libxml2-utils)")
+	}
+	_, here, _, _ := runtime.Caller(0)
+	xsd := filepath.Join(filepath.Dir(here), "..", "..", "testdata", "junit", "junit.xsd")
+	f := filepath.Join(t.TempDir(), "junit.xml")
+	os.WriteFile(f, buf.Bytes(), 0o644)
+	if out, err := exec.Command("xmllint", "--noout", "--schema", xsd, f).CombinedOutput(); err != nil {
+		t.Fatalf("xmllint --schema: %v\n%s\n%s", err, out, buf.String())
+	}
+}
