@@ -4,11 +4,9 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/bzip2"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/klauspost/compress/gzip"
 	"io"
 	"net/http"
 	"os"
@@ -17,7 +15,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ulikunitz/xz"
+	"github.com/maasemu/maasemu/harness/compression"
 )
 
 // fetch opens a source URI: http(s) through the install's client, file:// or a path.
@@ -52,45 +50,30 @@ func (r *run) fetch(ctx context.Context, uri string) (io.ReadCloser, error) {
 	}
 }
 
-// magic-number sniffing as helpers/smtar does.
+// sniffCompression names br's compression by its magic number, as curtin's helpers/smtar
+// does.
 func sniffCompression(br *bufio.Reader) string {
 	b, _ := br.Peek(6)
-	switch {
-	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
-		return "gz"
-	case bytes.HasPrefix(b, []byte("BZh")):
-		return "bz2"
-	case bytes.HasPrefix(b, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return "xz"
-	case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return "zst"
-	}
-	return ""
+	return compression.Sniff(b)
 }
 
-// decompress wraps r with the decoder named by kind ("" = none). name labels errors like
-// the tool curtin would run (zcat, bzcat, xzcat).
+// decompress wraps r with the decoder for kind (a compression name, None = as is), its
+// failure worded like the tool curtin would run (zcat, xzcat).
 func decompress(r io.Reader, kind string) (io.Reader, error) {
-	switch kind {
-	case "gz":
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, errors.New("gzip: stdin: not in gzip format")
-		}
-		zr.Multistream(true)
-		return zr, nil
-	case "bz2":
-		return bzip2.NewReader(r), nil
-	case "xz":
-		xr, err := xz.NewReader(r)
-		if err != nil {
-			return nil, errors.New("xzcat: (stdin): File format not recognized")
-		}
-		return xr, nil
-	case "zst":
+	if kind == compression.Zstd {
 		return nil, errors.New("zstd-compressed sources are not supported by maasemu")
 	}
-	return r, nil
+	d, err := compression.NewReader(kind, r)
+	if err != nil {
+		switch kind {
+		case compression.Gzip:
+			return nil, errors.New("gzip: stdin: not in gzip format")
+		case compression.XZ:
+			return nil, errors.New("xzcat: (stdin): File format not recognized")
+		}
+		return nil, err
+	}
+	return d, nil
 }
 
 // ddStream is the `<fetch> | <extractor>` part of curtin's dd pipeline. Like the shell
@@ -137,13 +120,13 @@ func (r *run) openDD(ctx context.Context, src Source, out io.Writer) (io.ReadClo
 	case "dd-raw":
 		rd = br
 	case "dd-gz":
-		rd, err = decompress(br, "gz")
+		rd, err = decompress(br, compression.Gzip)
 	case "dd-xz":
-		rd, err = decompress(br, "xz")
+		rd, err = decompress(br, compression.XZ)
 	case "dd-bz2":
-		rd, err = decompress(br, "bz2")
+		rd, err = decompress(br, compression.Bzip2)
 	case "dd-tgz", "dd-txz", "dd-tbz", "dd-tar":
-		kind := map[string]string{"dd-tgz": "gz", "dd-txz": "xz", "dd-tbz": "bz2", "dd-tar": sniffCompression(br)}[src.Type]
+		kind := map[string]string{"dd-tgz": compression.Gzip, "dd-txz": compression.XZ, "dd-tbz": compression.Bzip2, "dd-tar": sniffCompression(br)}[src.Type]
 		var z io.Reader
 		z, err = decompress(br, kind)
 		if err == nil {

@@ -5,7 +5,6 @@ package report
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/maasemu/maasemu/harness/junit"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/maasemu/maasemu/harness/diagnose"
+	"github.com/maasemu/maasemu/harness/junit"
 	"github.com/maasemu/maasemu/harness/timeline"
 )
 
@@ -191,7 +191,6 @@ func phaseTable(r Result) string {
 	}
 	return b.String()
 }
-
 
 func round(s float64) float64 { return float64(int64(s*1000+0.5)) / 1000 }
 

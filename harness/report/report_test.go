@@ -3,7 +3,6 @@ package report
 import (
 	"bytes"
 	"encoding/xml"
-	"github.com/maasemu/maasemu/harness/junit"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/maasemu/maasemu/harness/diagnose"
+	"github.com/maasemu/maasemu/harness/junit"
 	"github.com/maasemu/maasemu/harness/timeline"
 )
 

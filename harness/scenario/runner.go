@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"fmt"
-	"github.com/maasemu/maasemu/harness/junit"
 	"io"
 	"path/filepath"
 	"regexp"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/maasemu/maasemu/harness/junit"
 )
 
 // Script results.

@@ -8,8 +8,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/bzip2"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -20,8 +18,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/maasemu/maasemu/harness/compression"
 )
 
 // Severities.
@@ -178,8 +175,8 @@ func Lint(ctx context.Context, path, filetype string, o Options) (*Report, error
 	}
 	br := bufio.NewReaderSize(f, 1<<20)
 	head, _ := br.Peek(8)
-	comp := sniffCompression(head)
-	dec, err := decompressor(comp, br)
+	comp := compression.Sniff(head)
+	dec, err := compression.NewReader(comp, br)
 	if err != nil {
 		r.Content = comp + "-compressed data"
 		r.add("archive-corrupt", Error, fmt.Sprintf("the %s stream cannot be opened: %v", comp, err), comp+": stdin: not in "+comp+" format")
@@ -261,43 +258,6 @@ func Lint(ctx context.Context, path, filetype string, o Options) (*Report, error
 }
 
 func sevRank(s string) int { return map[string]int{Error: 0, Warning: 1, Info: 2}[s] }
-
-func sniffCompression(b []byte) string {
-	switch {
-	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
-		return "gzip"
-	case bytes.HasPrefix(b, []byte("BZh")):
-		return "bzip2"
-	case bytes.HasPrefix(b, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return "xz"
-	case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return "zstd"
-	}
-	return ""
-}
-
-func decompressor(comp string, r io.Reader) (io.Reader, error) {
-	switch comp {
-	case "gzip":
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, err
-		}
-		zr.Multistream(true)
-		return zr, nil
-	case "bzip2":
-		return bzip2.NewReader(r), nil
-	case "xz":
-		return xz.NewReader(r)
-	case "zstd":
-		d, err := zstd.NewReader(r)
-		if err != nil {
-			return nil, err
-		}
-		return d.IOReadCloser(), nil
-	}
-	return r, nil
-}
 
 // sniffInner classifies decompressed content: "disk" (MBR/GPT), "filesystem", or "".
 func sniffInner(b []byte) string {
