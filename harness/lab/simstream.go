@@ -15,8 +15,7 @@ import (
 // boot: ubuntu noble and jammy ephemerals of a few KiB of kernel and initrd and a real,
 // tiny squashfs (sims fetch the kernel and initrd and check the squashfs's header). It
 // has no bootloader products, so the rack serves the host's bootloaders. It needs
-// mksquashfs (squashfs-tools). It is labtest.SimStream without a testing.TB, for
-// scenario runs outside go test.
+// mksquashfs (squashfs-tools). Scenario runs and labtest.SimStream use it.
 func WriteSimStream(ctx context.Context, dir string) error {
 	work, err := os.MkdirTemp("", "maasemu-simstream-")
 	if err != nil {

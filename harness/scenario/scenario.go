@@ -192,30 +192,9 @@ func (s *suite) ephemeralStream(ctx context.Context) (string, error) {
 		return "", errors.New("the test ephemeral needs the maasemu-agent binary (Options.AgentPath)")
 	}
 	b := &images.Builder{Cache: s.o.Cache, Agent: s.o.AgentPath, Log: s.log}
-	e, err := b.Ephemeral(ctx)
+	out, err := b.PublishedEphemeral(ctx)
 	if err != nil {
-		return "", fmt.Errorf("building the test ephemeral: %w", err)
-	}
-	out := filepath.Join(s.o.Cache, "published", "ephemeral-"+e.Key[:16])
-	if _, err := os.Stat(filepath.Join(out, "streams", "v1", "index.json")); err == nil {
-		s.ephStream = out
-		return out, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(out), ".publish-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	if _, err := b.PublishEphemeral(ctx, e, tmp); err != nil {
-		return "", fmt.Errorf("publishing the test ephemeral: %w", err)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		if _, serr := os.Stat(filepath.Join(out, "streams", "v1", "index.json")); serr != nil {
-			return "", err
-		}
+		return "", fmt.Errorf("the test ephemeral: %w", err)
 	}
 	s.ephStream = out
 	return out, nil

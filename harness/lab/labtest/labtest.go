@@ -3,7 +3,6 @@
 package labtest
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -13,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maasemu/maasemu/fakemaas/regiontest"
 	"github.com/maasemu/maasemu/harness/images"
+	"github.com/maasemu/maasemu/harness/lab"
 )
 
 // ModuleRoot is the repository root (where go.mod is), found from this file.
@@ -103,30 +102,10 @@ func EphemeralStreams(t testing.TB) string {
 func SimStream(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
-	src := filepath.Join(t.TempDir(), "root")
-	if err := os.MkdirAll(filepath.Join(src, "etc"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(src, "etc/os-release"), []byte("ID=maasemu-sim-ephemeral\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sq := filepath.Join(t.TempDir(), "squashfs")
-	if out, err := exec.Command("mksquashfs", src, sq, "-noappend", "-quiet").CombinedOutput(); err != nil {
-		t.Skipf("a squashfs for the sim stream needs mksquashfs (squashfs-tools): %v %s", err, out)
-	}
-	squash, err := os.ReadFile(sq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := regiontest.DefaultStream(dir)
-	s.Bootloaders = nil
-	base := s.Products[0]
-	base.Files = map[string][]byte{"boot-kernel": bytes.Repeat([]byte("sim kernel "), 400),
-		"boot-initrd": bytes.Repeat([]byte("sim initrd "), 600), "squashfs": squash, "manifest": []byte("maasemu sim ephemeral\n")}
-	jammy := base
-	jammy.Release, jammy.Version, jammy.Subarch, jammy.Subarches = "jammy", "22.04", "ga-22.04", "generic,ga-22.04"
-	s.Products = []regiontest.StreamProduct{base, jammy}
-	if err := s.Write(); err != nil {
+	if err := lab.WriteSimStream(context.Background(), dir); err != nil {
+		if _, lerr := exec.LookPath("mksquashfs"); lerr != nil {
+			t.Skipf("%v", err)
+		}
 		t.Fatal(err)
 	}
 	return dir
