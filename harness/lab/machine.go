@@ -4,18 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 
 	"github.com/canonical/gomaasclient/entity"
 
-	"github.com/maasemu/maasemu/fakemaas/regiontest"
 	"github.com/maasemu/maasemu/harness/machine"
 	"github.com/maasemu/maasemu/harness/vnet"
 )
@@ -183,38 +179,11 @@ func modelOf(d machine.Disk) string {
 // UploadImage uploads a custom image file through the API exactly as `maas boot-resources
 // create name=... content@=FILE` does: create, then 4 MiB chunks.
 func (l *Lab) UploadImage(ctx context.Context, name, path, filetype, baseImage string) (*entity.BootResource, error) {
-	f, err := os.Open(path)
+	br, err := l.UploadImageWith(ctx, name, path, filetype, baseImage, UploadOptions{})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lab: uploading %s as boot resource %s: %w", path, name, err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	size, err := io.Copy(h, f)
-	if err != nil {
-		return nil, fmt.Errorf("lab: reading %s: %w", path, err)
-	}
-	params := url.Values{"name": {name}, "architecture": {"amd64/generic"}, "filetype": {filetype},
-		"sha256": {hex.EncodeToString(h.Sum(nil))}, "size": {strconv.FormatInt(size, 10)}}
-	if baseImage != "" {
-		params.Set("base_image", baseImage)
-	}
-	br, raw, err := regiontest.CreateBootResourceRaw(l.Client, params)
-	if err != nil {
-		return nil, fmt.Errorf("lab: creating boot resource %s: %w", name, err)
-	}
-	uri, complete, err := regiontest.NewestUploadURI(raw)
-	if err != nil {
-		return nil, err
-	}
-	if !complete {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return nil, err
-		}
-		if err := regiontest.UploadFile(l.Client, uri, f, regiontest.ChunkSize); err != nil {
-			return nil, fmt.Errorf("lab: uploading %s: %w", path, err)
-		}
-	}
-	return l.Client.BootResource.Get(br.ID)
+	return br, nil
 }
 
 // ImportStreams imports a SimpleStreams tree (the test ephemeral, bootloaders).
