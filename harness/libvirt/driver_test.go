@@ -374,7 +374,8 @@ func TestCloseDuringCreate(t *testing.T) {
 	<-inDefine
 	closed := make(chan error, 1)
 	go func() { closed <- e.d.Close() }()
-	close(release) // the define completes after Close began
+	<-e.d.life.Done() // Close has marked the driver closed
+	close(release)    // so the define completes after Close began
 	if err := <-errc; err == nil || !strings.Contains(err.Error(), "closed while it was created") {
 		t.Errorf("Create during Close: %v", err)
 	}
