@@ -117,9 +117,17 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	// transfer itself. A connection bound to one address needs neither: hide the
 	// *net.UDPConn. An unspecified-address socket keeps them, to answer from the address
 	// each request arrived on.
+	// A bound host socket is read with blocking system calls instead (blockingConn).
 	served := conn
 	if sess.local.IsValid() && !s.cfg.MultiPort {
 		served = plainConn{conn}
+		if uc, ok := conn.(*net.UDPConn); ok {
+			if bc, err := newBlockingConn(uc); err == nil {
+				served, conn = bc, bc
+			} else {
+				s.log.Debug("tftp: reading through the network poller", "addr", conn.LocalAddr(), "err", err)
+			}
+		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(served) }()
