@@ -117,18 +117,8 @@ func (sw *Switch) NewStack(cfg StackConfig) (*Stack, error) {
 		st.ep.Close()
 		return nil, fmt.Errorf("vnet: stack %q: %w", cfg.Name, err)
 	}
-	sack := tcpip.TCPSACKEnabled(true)
-	if e := st.s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); e != nil {
-		return fail(errors.New(e.String()))
-	}
-	// Room for a fast local link: 4 MiB windows by default, up to 16 MiB.
-	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: 4 << 20, Max: 16 << 20}
-	if e := st.s.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv); e != nil {
-		return fail(errors.New(e.String()))
-	}
-	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: 4 << 20, Max: 16 << 20}
-	if e := st.s.SetTransportProtocolOption(tcp.ProtocolNumber, &snd); e != nil {
-		return fail(errors.New(e.String()))
+	if err := tuneTCP(st.s); err != nil {
+		return fail(err)
 	}
 	if e := st.s.CreateNIC(nicID, ethernet.New(st.ep)); e != nil {
 		return fail(errors.New(e.String()))
@@ -153,9 +143,67 @@ func (sw *Switch) NewStack(cfg StackConfig) (*Stack, error) {
 		return fail(err)
 	}
 	st.port = port
+	sw.stacks.Store(st, struct{}{})
+	setMaxRTO(st.s, sw.tcpMaxRTO()) // after registering: no fault change is missed
 	st.wg.Add(1)
 	go st.outbound()
 	return st, nil
+}
+
+// tcpMaxRTO bounds the retransmission timeout of the switch's stacks: a second, or twice
+// the longest round trip the configured delays allow (through two faulted ports and the
+// switch, each way), whichever is longer.
+func (sw *Switch) tcpMaxRTO() time.Duration {
+	var port time.Duration
+	for _, p := range *sw.ports.Load() {
+		for _, f := range []Faults{p.in.faults(), p.out.faults()} {
+			port = max(port, f.Delay+f.Jitter)
+		}
+	}
+	f := sw.faults.faults()
+	return max(time.Second, 4*(2*port+f.Delay+f.Jitter))
+}
+
+// retuneTCP gives every stack the timeout bound of the faults now set; connections
+// opened from then on use it.
+func (sw *Switch) retuneTCP() {
+	d := sw.tcpMaxRTO()
+	sw.stacks.Range(func(k, _ any) bool {
+		setMaxRTO(k.(*Stack).s, d)
+		return true
+	})
+}
+
+// tuneTCP sets a stack's TCP for a virtual wire (setMaxRTO does the rest).
+//
+// SACK is on, but RACK loss detection (and with it the tail loss probe) is off: gVisor's
+// packet count drifts low when SACK recovery ends, and once it reads zero with the tail
+// of a stream unacknowledged, a lost probe leaves no retransmission timer armed, so the
+// tail is never resent. Without the probe every ACK of new data re-arms the timer.
+func tuneTCP(s *stack.Stack) error {
+	sack := tcpip.TCPSACKEnabled(true)
+	recovery := tcpip.TCPRecovery(0)
+	// Room for a fast local link: 4 MiB windows by default, up to 16 MiB.
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: 4 << 20, Max: 16 << 20}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: 4 << 20, Max: 16 << 20}
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &recovery, &rcv, &snd} {
+		if e := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); e != nil {
+			return fmt.Errorf("tcp option %T: %s", opt, e)
+		}
+	}
+	return nil
+}
+
+// setMaxRTO bounds the stack's retransmission timeout by d (see Switch.tcpMaxRTO) instead
+// of two minutes: a lost SYN-ACK makes the first round-trip sample a whole second, and
+// exponential backoff from there stalls a transfer for minutes on a link whose round trip
+// is well under a millisecond. The retries grow to keep Linux's give-up time, about 15
+// minutes, for a cut link or a peer that is gone. Connections opened later use it.
+func setMaxRTO(s *stack.Stack, d time.Duration) {
+	rto := tcpip.TCPMaxRTOOption(d)
+	retries := tcpip.TCPMaxRetriesOption(15 * time.Minute / d)
+	_ = s.SetTransportProtocolOption(tcp.ProtocolNumber, &rto)
+	_ = s.SetTransportProtocolOption(tcp.ProtocolNumber, &retries)
 }
 
 // DeriveMAC makes a stable unicast MAC address from a name, in QEMU's 52:54:00 range
@@ -577,6 +625,7 @@ func (e *linkEndpoint) Close() {
 func (st *Stack) Close() error { return st.port.Close() }
 
 func (st *Stack) close() error {
+	st.port.sw.stacks.Delete(st)
 	st.mu.Lock()
 	st.closed = true
 	st.mu.Unlock()

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
 var (
@@ -443,5 +445,86 @@ func TestTCPSurvivesCut(t *testing.T) {
 	must(t, r.err)
 	if r.n != int64(len(data)) || r.sum != sha256.Sum256(data) {
 		t.Errorf("after heal: %d bytes, sha256 %x", r.n, r.sum)
+	}
+}
+
+// The stacks' retransmission timeout bound follows the delays configured on the switch:
+// a second on a fast wire, twice the longest possible round trip under slow faults, with
+// the retries scaled to keep a 15-minute give-up time.
+func TestTCPMaxRTOFollowsFaults(t *testing.T) {
+	sw, _ := newTestSwitch(t, Config{})
+	rack := newRack(t, sw)
+	m := newStack(t, sw, StackConfig{Name: "m", Addrs: []netip.Prefix{netip.PrefixFrom(clientIP, 24)}})
+	bound := func(st *Stack) (time.Duration, uint64) {
+		var rto tcpip.TCPMaxRTOOption
+		var retries tcpip.TCPMaxRetriesOption
+		st.s.TransportProtocolOption(tcp.ProtocolNumber, &rto)
+		st.s.TransportProtocolOption(tcp.ProtocolNumber, &retries)
+		return time.Duration(rto), uint64(retries)
+	}
+	type got struct {
+		RTO     time.Duration
+		Retries uint64
+	}
+	check := func(what string, want got) {
+		t.Helper()
+		for _, st := range []*Stack{rack, m} {
+			rto, retries := bound(st)
+			if diff := cmp.Diff(want, got{rto, retries}); diff != "" {
+				t.Errorf("%s: stack %s (-want +got):\n%s", what, st.Port().Name(), diff)
+			}
+		}
+	}
+	check("no faults", got{time.Second, 900})
+	must(t, m.Port().SetFaults(Faults{Delay: 400 * time.Millisecond, Jitter: 100 * time.Millisecond}))
+	check("port delay 400ms±100ms", got{4 * time.Second, 225}) // 4 × (2 × 500 ms)
+	must(t, sw.SetFaults(Faults{Delay: time.Second}))
+	check("and switch delay 1s", got{8 * time.Second, 112})
+	late := newStack(t, sw, StackConfig{Name: "late"})
+	if rto, _ := bound(late); rto != 8*time.Second {
+		t.Errorf("a stack attached later: max RTO %v, want 8s", rto)
+	}
+	must(t, sw.SetFaults(Faults{}))
+	must(t, m.Port().SetFaults(Faults{Loss: 0.5}))
+	check("loss only", got{time.Second, 900})
+}
+
+// A transfer survives a link cut longer than 15 retransmissions at the bounded timeout
+// (about 14 s), as it would between Linux hosts, which give up after about 15 minutes.
+func TestTCPSurvivesLongCut(t *testing.T) {
+	t.Parallel() // mostly waiting out the cut
+	sw, _ := newTestSwitch(t, Config{})
+	ctx := testCtx(t)
+	rack := newRack(t, sw)
+	l, err := rack.ListenTCP(netip.AddrPortFrom(rackIP, 9000))
+	must(t, err)
+	defer l.Close()
+	data := blob(4<<20, 5)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write(data)
+	}()
+	m := newStack(t, sw, StackConfig{Name: "m", Addrs: []netip.Prefix{netip.PrefixFrom(clientIP, 24)}})
+	c, err := m.DialContext(ctx, "tcp", "198.18.0.1:9000")
+	must(t, err)
+	defer c.Close()
+	head := make([]byte, 64<<10)
+	if _, err := io.ReadFull(c, head); err != nil {
+		t.Fatal(err)
+	}
+	m.Port().Cut(17 * time.Second) // the rack is mid-stream: its segments are lost
+	rest, err := readAll(ctx, c)
+	if err != nil {
+		t.Fatalf("after the cut: %v (got %d more bytes)", err, len(rest))
+	}
+	if got := append(head, rest...); !bytes.Equal(got, data) {
+		t.Errorf("received %d bytes, want the %d sent", len(got), len(data))
+	}
+	if n := rack.Stats().TCPRetransmits; n < 15 {
+		t.Errorf("rack TCP retransmits = %d: the cut was not felt", n)
 	}
 }

@@ -81,6 +81,7 @@ type Switch struct {
 	capture atomic.Pointer[captureBox]
 	ports   atomic.Pointer[[]*Port] // copy-on-write snapshot for flooding
 	ra      *raResponder
+	stacks  sync.Map // *Stack -> struct{}: the gVisor stacks whose TCP follows the faults
 
 	mu     sync.Mutex
 	nextID int
@@ -165,6 +166,7 @@ func (sw *Switch) SetFaults(f Faults) error {
 		return err
 	}
 	sw.faults.set(f, sw.cfg.Seed)
+	sw.retuneTCP()
 	sw.emit(trace.KindFault, nil, "switch faults: "+f.String(), map[string]any{"fault": f.String()})
 	return nil
 }
@@ -428,6 +430,7 @@ func (p *Port) SetFaults(f Faults) error {
 	}
 	p.in.set(in, p.sw.cfg.Seed)
 	p.out.set(out, p.sw.cfg.Seed)
+	p.sw.retuneTCP()
 	p.sw.emit(trace.KindFault, p, "port "+p.name+" faults: "+f.String(), map[string]any{"fault": f.String()})
 	return nil
 }
