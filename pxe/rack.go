@@ -52,9 +52,9 @@ type Config struct {
 	BootloaderHost bootloader.Host
 	// TFTPMaxBlockSize caps the negotiated TFTP blksize; 0 is 1468.
 	TFTPMaxBlockSize int
-	// TFTPMultiPort answers each TFTP transfer from its own UDP socket (host sockets only;
-	// see tftpboot.Config.MultiPort). The default is single-port mode.
-	TFTPMultiPort bool
+	// TFTPSinglePort answers every TFTP transfer from the listening socket even on a host
+	// socket (see tftpboot.Config.SinglePort); a gVisor conn always works so.
+	TFTPSinglePort bool
 	// GRUBDebug adds set debug="all" to GRUB configs.
 	GRUBDebug bool
 
@@ -132,7 +132,7 @@ func New(cfg Config) (*Rack, error) {
 		r.dhcp6 = s
 	}
 	r.tftp = tftpboot.New(tftpboot.Config{
-		Tree: r.tree, LocalIP: cfg.RackIP, MaxBlockSize: cfg.TFTPMaxBlockSize, MultiPort: cfg.TFTPMultiPort,
+		Tree: r.tree, LocalIP: cfg.RackIP, MaxBlockSize: cfg.TFTPMaxBlockSize, SinglePort: cfg.TFTPSinglePort,
 		Sink: cfg.Sink, Logger: cfg.Logger,
 	})
 	r.http = httpboot.New(httpboot.Config{

@@ -43,14 +43,16 @@ type Config struct {
 	// MaxBlockSize caps the negotiated blksize (512..65464); 0 means DefaultMaxBlockSize.
 	MaxBlockSize int
 	Timeout      time.Duration // per-packet retransmit timeout; 0 means 1 s (MAAS's tx-tftp retransmits after 1 s)
-	// MultiPort answers each transfer from its own new UDP socket (pin/tftp's normal mode,
-	// what tftpd-hpa does) instead of single-port mode. Only for host sockets: the server
-	// then opens sockets itself, which a gVisor stack cannot give it. Single-port mode hands
-	// every ACK between goroutines; multi-port mode does not and is faster on a busy host.
-	MultiPort bool
-	Retries   int // 0 means 5
-	Sink      trace.Sink
-	Logger    *slog.Logger
+	// SinglePort answers every transfer from the listening socket even when it is a host
+	// *net.UDPConn. By default a host socket answers each transfer from a new UDP socket
+	// (pin/tftp's normal mode; what tftpd-hpa and MAAS's rack do), unless it lives in a
+	// network namespace of one thread's own; any other net.PacketConn (a gVisor conn, which
+	// cannot open sockets for the server) uses single-port mode. Single-port mode hands
+	// every ACK between goroutines and is slower.
+	SinglePort bool
+	Retries    int // 0 means 5
+	Sink       trace.Sink
+	Logger     *slog.Logger
 }
 
 // Server serves TFTP read requests. One Server may serve several connections.
@@ -90,12 +92,9 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		sess.local = ap.Addr().Unmap()
 	}
 	srv := tftp.NewServer(sess.read, sess.write)
-	if s.cfg.MultiPort {
-		if _, ok := conn.(*net.UDPConn); !ok {
-			conn.Close()
-			return fmt.Errorf("tftp serve on %s: multi-port mode needs a host UDP socket (*net.UDPConn), got %T", conn.LocalAddr(), conn)
-		}
-	} else {
+	uc, host := conn.(*net.UDPConn)
+	multiPort := host && !s.cfg.SinglePort && followsNetns(uc)
+	if !multiPort {
 		srv.EnableSinglePort()
 	}
 	// Block sizes: honour what the client asks up to the cap. pin/tftp's MTU-based
@@ -119,7 +118,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	// each request arrived on.
 	// A bound host socket is read with blocking system calls instead (blockingConn).
 	served := conn
-	if sess.local.IsValid() && !s.cfg.MultiPort {
+	if sess.local.IsValid() && !multiPort {
 		served = plainConn{conn}
 		if uc, ok := conn.(*net.UDPConn); ok {
 			if bc, err := newBlockingConn(uc); err == nil {
@@ -140,7 +139,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		return nil
 	case <-ctx.Done():
 	}
-	if s.cfg.MultiPort {
+	if multiPort {
 		// Shutdown closes conn and waits for the transfers, which abort at their next read.
 		srv.Shutdown()
 		<-done

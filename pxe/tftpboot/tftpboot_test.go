@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -34,11 +33,13 @@ type fixture struct {
 // wrappedConn hides *net.UDPConn, as a gVisor gonet conn does.
 type wrappedConn struct{ net.PacketConn }
 
+// start serves in single-port mode: on the host socket (wrap false) or on a conn that
+// hides it, as a gVisor conn does.
 func start(t *testing.T, wrap bool) *fixture {
-	return startMode(t, wrap, false)
+	return startMode(t, wrap, true)
 }
 
-func startMode(t *testing.T, wrap, multiPort bool) *fixture {
+func startMode(t *testing.T, wrap, singlePort bool) *fixture {
 	t.Helper()
 	region := pxetest.NewRegion()
 	big := make([]byte, 3<<20+123)
@@ -62,7 +63,7 @@ func startMode(t *testing.T, wrap, multiPort bool) *fixture {
 	if wrap {
 		pc = wrappedConn{conn}
 	}
-	srv := New(Config{Tree: tree, LocalIP: netip.MustParseAddr("127.0.0.1"), Sink: rec, Timeout: time.Second, Retries: 2, MultiPort: multiPort})
+	srv := New(Config{Tree: tree, LocalIP: netip.MustParseAddr("127.0.0.1"), Sink: rec, Timeout: time.Second, Retries: 2, SinglePort: singlePort})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, pc) }()
@@ -124,9 +125,9 @@ func (f *fixture) want(t *testing.T, name string) []byte {
 var files = []string{"pxelinux.cfg/01-52-54-00-12-34-56", "grub/grub.cfg-52:54:00:12:34:56", "grub/grub.cfg", "lpxelinux.0", "ldlinux.c32", "bootx64.efi"}
 
 func TestGoClient(t *testing.T) {
-	for _, mode := range []struct{ wrap, multi bool }{{false, false}, {true, false}, {false, true}} {
-		t.Run(fmt.Sprintf("wrapped=%v,multiport=%v", mode.wrap, mode.multi), func(t *testing.T) {
-			f := startMode(t, mode.wrap, mode.multi)
+	for _, mode := range []struct{ wrap, single bool }{{false, true}, {true, false}, {false, false}} {
+		t.Run(fmt.Sprintf("wrapped=%v,singleport=%v", mode.wrap, mode.single), func(t *testing.T) {
+			f := startMode(t, mode.wrap, mode.single)
 			for _, blk := range []int{0, 1468, 8192} {
 				for _, name := range files {
 					got, size, err := goGet(t, f.addr, name, blk)
@@ -351,14 +352,6 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-func TestMultiPortNeedsHostSocket(t *testing.T) {
-	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
-	err := New(Config{MultiPort: true}).Serve(context.Background(), wrappedConn{conn})
-	if err == nil || !strings.Contains(err.Error(), "multi-port mode needs a host UDP socket") {
-		t.Errorf("err = %v", err)
-	}
-}
-
 func TestWriteWithGoClient(t *testing.T) {
 	f := start(t, false)
 	c, _ := tftp.NewClient(f.addr)
@@ -420,40 +413,47 @@ func TestUEFISizeProbe(t *testing.T) {
 	t.Fatal("no probe event")
 }
 
-// TestShutdownAbortsTransfers cancels while a client has stopped acknowledging.
+// TestShutdownAbortsTransfers cancels while a client has stopped acknowledging, in both
+// modes (in the default one the first block comes from a new port).
 func TestShutdownAbortsTransfers(t *testing.T) {
-	region := pxetest.NewRegion()
-	region.Bootloaders["uefi/amd64/bootx64.efi"] = make([]byte, 1<<20)
-	tree := bootfiles.New(bootfiles.Config{Region: region, Bootloader: bootloader.New(region, bootloader.Host{}, nil)})
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for _, single := range []bool{true, false} {
+		t.Run(fmt.Sprintf("singleport=%v", single), func(t *testing.T) {
+			region := pxetest.NewRegion()
+			region.Bootloaders["uefi/amd64/bootx64.efi"] = make([]byte, 1<<20)
+			tree := bootfiles.New(bootfiles.Config{Region: region, Bootloader: bootloader.New(region, bootloader.Host{}, nil)})
+			conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := New(Config{Tree: tree, SinglePort: single}) // default 1 s timeout, 5 retries
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx, conn) }()
+			c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.WriteTo(rrq(1, "bootx64.efi", "octet"), conn.LocalAddr())
+			buf := make([]byte, 600)
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if _, _, err := c.ReadFrom(buf); err != nil {
+				t.Fatal(err) // block 1 arrived; we never ack it
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("Serve did not return after cancel with a silent client")
+			}
+			if _, err := conn.WriteTo([]byte{0}, c.LocalAddr()); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("conn not closed after Serve: %v", err)
+			}
+		})
 	}
-	srv := New(Config{Tree: tree}) // default 1 s timeout, 5 retries
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, conn) }()
-	c, _ := net.Dial("udp4", conn.LocalAddr().String())
-	defer c.Close()
-	c.Write(rrq(1, "bootx64.efi", "octet"))
-	buf := make([]byte, 600)
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err) // block 1 arrived; we never ack it
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Serve did not return after cancel with a silent client")
-	}
-	if _, err := conn.WriteTo([]byte{0}, c.LocalAddr()); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("conn not closed after Serve: %v", err)
-	}
-	_ = io.Discard
 }
 
 // TestClientClosesEmptyFile replays GRUB reading an empty *.lst: block 1 carries no data and
