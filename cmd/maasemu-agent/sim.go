@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -62,6 +61,10 @@ func simEphemeralMain(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		fmt.Fprintf(stderr, "maasemu-agent: %v\n", err)
 		return 2
+	}
+	if err := mountEphemeralRoot(*root, dl); err != nil {
+		fmt.Fprintf(stderr, "maasemu-agent sim-ephemeral: %v\n", err)
+		return 1
 	}
 	backend, err := imagedisk.New(dl...)
 	if err != nil {
@@ -188,6 +191,25 @@ func sandboxDev(uefi bool) error {
 		return err
 	}
 	_ = os.Remove(old)
-	syscall.Sync()
+	return nil
+}
+
+// mountEphemeralRoot puts the ephemeral's root (its /tmp, and the install target staged
+// there) on a tmpfs of this mount namespace, as MAAS's ephemeral runs from RAM: files
+// staged and deleted by the hundred per install are never written to the host's disk, and
+// the tmpfs vanishes with the namespace. Its size is the machine's disks plus 64 MiB, so
+// an image too big for the disks fails here as it would on them.
+func mountEphemeralRoot(root string, disks []imagedisk.Disk) error {
+	size := int64(64 << 20)
+	for _, d := range disks {
+		st, err := os.Stat(d.Path)
+		if err != nil {
+			return err
+		}
+		size += st.Size()
+	}
+	if err := unix.Mount("maasemu-ephemeral", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("mode=0755,size=%d", size)); err != nil {
+		return fmt.Errorf("mounting a tmpfs for the ephemeral's root %s: %w", root, err)
+	}
 	return nil
 }

@@ -377,18 +377,32 @@ func ExtractTree(ctx context.Context, img string, f FS, dst string) error {
 	}
 	switch {
 	case isExt(f.Type):
-		// rdump / DIR writes DIR/<basename of />; dump the root's entries one by one.
+		// rdump / DIR writes DIR/<basename of />: dump the root's entries, all in one
+		// debugfs run (its startup and filesystem open cost more than a small tree).
 		ents, err := ReadDir(img, f, "/")
 		if err != nil {
 			return err
 		}
+		if strings.ContainsAny(dst, "\"\n") {
+			return fmt.Errorf("diskimage: extract from %s: destination %q: debugfs cannot name a path holding a double quote or a newline", img, dst)
+		}
+		var script strings.Builder
 		for _, e := range ents {
-			if _, err := run(ctx, nil, "debugfs", "-R", fmt.Sprintf("rdump \"/%s\" \"%s\"", e.Name, dst), debugfsSpec(img, f)); err != nil {
-				return err
+			if strings.ContainsAny(e.Name, "\"\n") {
+				return fmt.Errorf("diskimage: extract from %s partition %d: /%q: debugfs cannot name a path holding a double quote or a newline", img, f.Partition, e.Name)
 			}
+			fmt.Fprintf(&script, "rdump \"/%s\" \"%s\"\n", e.Name, dst)
+		}
+		if script.Len() == 0 {
+			return nil
+		}
+		cmd := exec.CommandContext(ctx, "debugfs", "-c", "-f", "-", debugfsSpec(img, f))
+		cmd.Stdin = strings.NewReader(script.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return fmt.Errorf("diskimage: extract from %s: %w", img, ctx.Err())
 			}
+			return fmt.Errorf("diskimage: extract from %s partition %d: debugfs rdump: %w: %s", img, f.Partition, err, debugfsMessage(string(out)))
 		}
 		return nil
 	case f.Type == FSVFAT:

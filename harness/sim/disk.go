@@ -175,19 +175,17 @@ func (m *Machine) biosBoot(con *console, d *disks) (bootscript.Action, error) {
 	if !bytes.Contains(mbr[:440], []byte("GRUB")) {
 		return bootscript.Action{}, errors.New("sim: the MBR holds boot code other than GRUB's; this simulated machine follows only GRUB (the libvirt driver boots anything)")
 	}
+	prefix := "/boot/grub"
 	dev, img, fsys, ok := d.find(func(img string, f diskimage.FS) bool {
-		ok, _ := diskimage.Exists(img, f, "/boot/grub/grub.cfg")
-		if !ok {
-			ok, _ = diskimage.Exists(img, f, "/grub/grub.cfg") // a separate /boot
+		for _, prefix = range []string{"/boot/grub", "/grub"} { // "/grub": a separate /boot
+			if ok, _ := diskimage.Exists(img, f, prefix+"/grub.cfg"); ok {
+				return true
+			}
 		}
-		return ok
+		return false
 	})
 	if !ok {
 		return bootscript.Action{}, errors.New("GRUB loading.\nWelcome to GRUB!\nerror: file '/boot/grub/grub.cfg' not found.\ngrub rescue>")
-	}
-	prefix := "/boot/grub"
-	if ok, _ := diskimage.Exists(img, fsys, "/boot/grub/grub.cfg"); !ok {
-		prefix = "/grub"
 	}
 	// Whether GRUB needs modules from the disk depends on what its core image embeds,
 	// which the sim cannot read (it is compressed): the modules are not checked.

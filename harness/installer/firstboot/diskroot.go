@@ -50,10 +50,11 @@ func (d DiskRoot) ReadFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ok, _ := diskimage.Exists(d.Image, d.FS, p); !ok {
+	b, err := diskimage.ReadFile(d.Image, d.FS, p)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: fs.ErrNotExist}
 	}
-	return diskimage.ReadFile(d.Image, d.FS, p)
+	return b, err
 }
 
 // ReadDir implements fs.ReadDirFS.
@@ -65,10 +66,10 @@ func (d DiskRoot) ReadDir(name string) ([]fs.DirEntry, error) {
 	if name == "." {
 		p = "/"
 	}
-	if ok, _ := diskimage.Exists(d.Image, d.FS, p); !ok {
+	ents, err := diskimage.ReadDir(d.Image, d.FS, p)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: fs.ErrNotExist}
 	}
-	ents, err := diskimage.ReadDir(d.Image, d.FS, p)
 	if err != nil {
 		return nil, err
 	}
