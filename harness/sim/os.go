@@ -123,6 +123,7 @@ func (m *Machine) runAgent(ctx context.Context, fw *firmware, cmdline string) (s
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
 	}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Env = ephemeralEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = fw.con, fw.con
 	err = cmd.Run()
 	var ee *exec.ExitError
@@ -138,6 +139,24 @@ func (m *Machine) runAgent(ctx context.Context, fw *firmware, cmdline string) (s
 		return "", fmt.Errorf("the ephemeral's agent exited %d", ee.ExitCode())
 	}
 	return "", err
+}
+
+// ephemeralPath is the PATH of MAAS's Ubuntu ephemeral, in which curtin and its hooks run.
+const ephemeralPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// ephemeralEnv is the host's environment as an ephemeral would see it: the ephemeral's
+// PATH, and nothing of the host's Python set-up (pyenv shims, virtualenvs, PYTHONPATH),
+// so that an image's hooks find the system's python3 as they would on a real machine.
+func ephemeralEnv(host []string) []string {
+	out := []string{"PATH=" + ephemeralPath}
+	for _, kv := range host {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "PATH" || k == "VIRTUAL_ENV" || strings.HasPrefix(k, "PYENV") || strings.HasPrefix(k, "PYTHON") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 func (fw *firmware) checkSquashfs(ctx context.Context, u string) error {
