@@ -500,23 +500,28 @@ func TestTCPSurvivesLongCut(t *testing.T) {
 	must(t, err)
 	defer l.Close()
 	data := blob(4<<20, 5)
+	const headLen = 64 << 10
+	cut := make(chan struct{})
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
 		defer c.Close()
-		c.Write(data)
+		c.Write(data[:headLen])
+		<-cut // the rest goes out into the cut link: lost, and retransmitted
+		c.Write(data[headLen:])
 	}()
 	m := newStack(t, sw, StackConfig{Name: "m", Addrs: []netip.Prefix{netip.PrefixFrom(clientIP, 24)}})
 	c, err := m.DialContext(ctx, "tcp", "198.18.0.1:9000")
 	must(t, err)
 	defer c.Close()
-	head := make([]byte, 64<<10)
+	head := make([]byte, headLen)
 	if _, err := io.ReadFull(c, head); err != nil {
 		t.Fatal(err)
 	}
-	m.Port().Cut(17 * time.Second) // the rack is mid-stream: its segments are lost
+	m.Port().Cut(17 * time.Second)
+	close(cut)
 	rest, err := readAll(ctx, c)
 	if err != nil {
 		t.Fatalf("after the cut: %v (got %d more bytes)", err, len(rest))
