@@ -180,7 +180,8 @@ func (sw *Switch) retuneTCP() {
 // gVisor has a known hang here, not worked around: its packet count drifts low when SACK
 // recovery ends, and once it reads zero with the tail of a stream unacknowledged, a lost
 // tail-loss probe leaves no retransmission timer armed. Turning RACK (and the probe) off
-// avoids that but hangs transfers whose ACKs are lost instead (scenario fault-loss).
+// avoids that, but then a transfer whose ACKs are lost crawls at a few segments per round
+// trip (scenario fault-loss runs out of its extract budget).
 func tuneTCP(s *stack.Stack) error {
 	sack := tcpip.TCPSACKEnabled(true)
 	// 1 MiB buffers: ten times what a local link's round trip needs, and a lab holds one
