@@ -45,7 +45,7 @@ type Config struct {
 	Timeout      time.Duration // per-packet retransmit timeout; 0 means 1 s (MAAS's tx-tftp retransmits after 1 s)
 	// SinglePort answers every transfer from the listening socket even when it is a host
 	// *net.UDPConn. By default a host socket answers each transfer from a new UDP socket
-	// (pin/tftp's normal mode; what tftpd-hpa and MAAS's rack do), unless it lives in a
+	// (pin/tftp's normal mode: a new transfer ID, as RFC 1350 has it and tftpd-hpa does), unless it lives in a
 	// network namespace of one thread's own; any other net.PacketConn (a gVisor conn, which
 	// cannot open sockets for the server) uses single-port mode. Single-port mode hands
 	// every ACK between goroutines and is slower.
