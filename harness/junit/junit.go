@@ -86,18 +86,21 @@ func (s *Suite) Add(c Case) {
 // negative).
 func Seconds(s float64) string { return fmt.Sprintf("%.3f", max(s, 0)) }
 
+// Document is a <testsuites> document: the suites and their totals.
+type Document struct {
+	XMLName  xml.Name `xml:"testsuites"`
+	Name     string   `xml:"name,attr"`
+	Tests    int      `xml:"tests,attr"`
+	Failures int      `xml:"failures,attr"`
+	Errors   int      `xml:"errors,attr"`
+	Time     string   `xml:"time,attr"`
+	Suites   []Suite  `xml:"testsuite"`
+}
+
 // Write writes the suites as one <testsuites> document named name. Characters XML cannot
 // carry (control characters from a console) come out as U+FFFD.
 func Write(w io.Writer, name string, suites ...Suite) error {
-	doc := struct {
-		XMLName  xml.Name `xml:"testsuites"`
-		Name     string   `xml:"name,attr"`
-		Tests    int      `xml:"tests,attr"`
-		Failures int      `xml:"failures,attr"`
-		Errors   int      `xml:"errors,attr"`
-		Time     string   `xml:"time,attr"`
-		Suites   []Suite  `xml:"testsuite"`
-	}{Name: name, Suites: suites}
+	doc := Document{Name: name, Suites: suites}
 	var total float64
 	for _, s := range suites {
 		doc.Tests += s.Tests

@@ -25,14 +25,7 @@ func TestWrite(t *testing.T) {
 	if err := junit.Write(&buf, "all", a, b); err != nil {
 		t.Fatal(err)
 	}
-	var doc struct {
-		Name     string        `xml:"name,attr"`
-		Tests    int           `xml:"tests,attr"`
-		Failures int           `xml:"failures,attr"`
-		Errors   int           `xml:"errors,attr"`
-		Time     string        `xml:"time,attr"`
-		Suites   []junit.Suite `xml:"testsuite"`
-	}
+	var doc junit.Document
 	if err := xml.Unmarshal(buf.Bytes(), &doc); err != nil {
 		t.Fatalf("not XML: %v\n%s", err, buf.String())
 	}

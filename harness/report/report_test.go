@@ -37,12 +37,7 @@ func TestJUnit(t *testing.T) {
 	if err := JUnit(&buf, sampleRun()); err != nil {
 		t.Fatal(err)
 	}
-	var doc struct {
-		Tests    int           `xml:"tests,attr"`
-		Failures int           `xml:"failures,attr"`
-		Errors   int           `xml:"errors,attr"`
-		Suites   []junit.Suite `xml:"testsuite"`
-	}
+	var doc junit.Document
 	if err := xml.Unmarshal(buf.Bytes(), &doc); err != nil {
 		t.Fatalf("output is not XML: %v\n%s", err, buf.String())
 	}
