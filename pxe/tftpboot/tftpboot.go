@@ -111,16 +111,16 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	})
 	srv.SetHook(sess)
 
-	// pin/tftp reads a *net.UDPConn with control messages and looks the interface up
-	// (net.InterfaceByIndex, a netlink dump) for every packet, which costs more than the
-	// transfer itself. A connection bound to one address needs neither: hide the
-	// *net.UDPConn. An unspecified-address socket keeps them, to answer from the address
-	// each request arrived on.
-	// A bound host socket is read with blocking system calls instead (blockingConn).
+	// In single-port mode pin/tftp reads a *net.UDPConn with control messages and looks the
+	// interface up (net.InterfaceByIndex, a netlink dump) for every packet, which costs
+	// more than the transfer itself. A connection bound to one address needs neither: hide
+	// the *net.UDPConn, and read a host socket with blocking system calls (blockingConn).
+	// An unspecified-address socket keeps them, to answer from the address each request
+	// arrived on.
 	served := conn
 	if sess.local.IsValid() && !multiPort {
 		served = plainConn{conn}
-		if uc, ok := conn.(*net.UDPConn); ok {
+		if host {
 			if bc, err := newBlockingConn(uc); err == nil {
 				served, conn = bc, bc
 			} else {
