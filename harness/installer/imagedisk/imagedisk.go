@@ -75,6 +75,9 @@ type mountPlan struct {
 type ddRoot struct {
 	disk *Disk
 	fs   diskimage.FS
+	// snap is the extracted tree as it came off the image (ext roots), so that Unmount
+	// writes back only what the install changed.
+	snap *diskimage.Snapshot
 }
 
 // New returns a backend for disks; each Path must exist.
@@ -456,6 +459,11 @@ func (b *Backend) WriteImage(ctx context.Context, sc *storage.Config, r io.Reade
 					return fmt.Errorf("reading the root filesystem of %s: %w", d.Name, err)
 				}
 				b.dd = &ddRoot{disk: d, fs: f}
+				if strings.HasPrefix(f.Type, "ext") {
+					if b.dd.snap, err = diskimage.SnapshotTree(target); err != nil {
+						return err
+					}
+				}
 				return nil
 			}
 		}
@@ -474,7 +482,9 @@ func streamToImage(ctx context.Context, r io.Reader, path, name string) error {
 		return err
 	}
 	limit := st.Size()
-	buf := make([]byte, 4<<20)
+	// 1 MiB at a time: a hundred simulated machines write at once, and a bigger buffer
+	// only costs their memory.
+	buf := make([]byte, 1<<20)
 	var off int64
 	for {
 		if ctx.Err() != nil {
@@ -601,15 +611,23 @@ func duBytes(dir string) (int64, error) {
 }
 
 // Unmount writes every planned filesystem into its partition from the staging tree
-// (deepest mounts first, each excluded from its parent), or writes the dd image's root
-// back, then empties the staging directory.
+// (deepest mounts first, each excluded from its parent), or writes back what the install
+// changed in a dd image's root, then empties the staging directory.
 func (b *Backend) Unmount(ctx context.Context, target string, log io.Writer) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.dd != nil {
 		f := b.dd.fs
-		fmt.Fprintf(log, "writing root filesystem back to %s\n", partName(b.dd.disk.Name, f.Partition))
-		err := makeFS(ctx, b.dd.disk.Path, f.Offset, f.Size, f.Type, target, f.Label, f.UUID, nil)
+		fmt.Fprintf(log, "writing root filesystem changes back to %s\n", partName(b.dd.disk.Name, f.Partition))
+		err := diskimage.ErrWriteBackUnsupported
+		if b.dd.snap != nil {
+			err = diskimage.WriteBack(ctx, b.dd.disk.Path, f, b.dd.snap)
+		}
+		if errors.Is(err, diskimage.ErrWriteBackUnsupported) {
+			// A FAT root, or a name debugfs cannot spell: rebuild the filesystem from the tree.
+			fmt.Fprintf(log, "rebuilding the %s filesystem from the target instead (%v)\n", f.Type, err)
+			err = makeFS(ctx, b.dd.disk.Path, f.Offset, f.Size, f.Type, target, f.Label, f.UUID, nil)
+		}
 		b.dd = nil
 		return err
 	}
