@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -64,6 +65,9 @@ type Packer struct {
 	Python string
 }
 
+// importable holds the interpreter and curtin directory pairs that imported curtin.pack.
+var importable sync.Map
+
 // Pack is Packer{}.Pack.
 func Pack(ctx context.Context, spec InstallerSpec) ([]byte, error) {
 	return Packer{}.Pack(ctx, spec)
@@ -115,14 +119,21 @@ func (p Packer) Pack(ctx context.Context, spec InstallerSpec) ([]byte, error) {
 	}
 	env = append(env, "PYTHONIOENCODING=utf-8", "PYTHONDONTWRITEBYTECODE=1")
 
-	check := exec.CommandContext(ctx, path, "-c", "import curtin.pack")
-	check.Env = env
-	check.WaitDelay = 5 * time.Second
-	if out, err := check.CombinedOutput(); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	// The import check names what is missing better than a failed pack would; once it
+	// passes for an interpreter and curtin directory it is not repeated (a region packs
+	// for every machine it deploys).
+	key := path + "\x00" + p.CurtinDir
+	if _, ok := importable.Load(key); !ok {
+		check := exec.CommandContext(ctx, path, "-c", "import curtin.pack")
+		check.Env = env
+		check.WaitDelay = 5 * time.Second
+		if out, err := check.CombinedOutput(); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w (%s -c 'import curtin.pack': %s)", ErrCurtinUnavailable, py, lastLine(out, err))
 		}
-		return nil, fmt.Errorf("%w (%s -c 'import curtin.pack': %s)", ErrCurtinUnavailable, py, lastLine(out, err))
+		importable.Store(key, true)
 	}
 
 	body, err := json.Marshal(spec)
