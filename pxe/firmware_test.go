@@ -124,7 +124,7 @@ func (l *firmwareLab) boot(t *testing.T, done func([]string) bool, args ...strin
 	args = append(args, "-accel", "tcg", "-m", "512", "-display", "none", "-monitor", "none",
 		"-serial", "file:"+serial, "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac="+pxetest.MAC+",bootindex=1")
-	events, stop := l.rec.Subscribe(4096)
+	events, stop := l.rec.Subscribe()
 	defer stop()
 	cmd := exec.Command("qemu-system-x86_64", args...)
 	if err := cmd.Start(); err != nil {

@@ -81,14 +81,14 @@ type Recorder struct {
 	events []Event
 	w      io.Writer
 	enc    *json.Encoder
-	subs   map[int]chan Event
+	subs   map[int]chan struct{} // subscribers' wake-ups
 	nextID int
 	now    func() time.Time
 }
 
 // NewRecorder returns a Recorder that also writes JSON lines to w when w is not nil.
 func NewRecorder(w io.Writer) *Recorder {
-	r := &Recorder{w: w, subs: map[int]chan Event{}, now: time.Now}
+	r := &Recorder{w: w, subs: map[int]chan struct{}{}, now: time.Now}
 	if w != nil {
 		r.enc = json.NewEncoder(w)
 	}
@@ -109,10 +109,10 @@ func (r *Recorder) Emit(e Event) {
 	if r.enc != nil {
 		_ = r.enc.Encode(e)
 	}
-	for _, ch := range r.subs {
+	for _, wake := range r.subs {
 		select {
-		case ch <- e:
-		default: // a slow subscriber loses events rather than stalling a protocol server
+		case wake <- struct{}{}:
+		default: // already woken: it reads everything up to the end of the log
 		}
 	}
 }
@@ -124,38 +124,68 @@ func (r *Recorder) Events() []Event {
 	return append([]Event(nil), r.events...)
 }
 
-// Subscribe returns a channel of events emitted from now on and a function that ends the
-// subscription and closes the channel. A subscriber that falls more than buffer events
-// behind loses events rather than stalling the emitters.
-func (r *Recorder) Subscribe(buffer int) (<-chan Event, func()) {
-	_, ch, stop := r.subscribe(buffer, false)
+// Subscribe returns a channel of every event emitted from now on and a function that
+// ends the subscription and closes the channel. Events wait in the recorder's log, not
+// in a buffer per subscriber: a subscriber that reads slowly loses nothing and never
+// stalls an emitter.
+func (r *Recorder) Subscribe() (<-chan Event, func()) {
+	_, ch, stop := r.subscribe(false)
 	return ch, stop
 }
 
 // SubscribeWithHistory is Subscribe that also returns every event recorded before the
 // subscription began, with none lost or repeated between the two.
-func (r *Recorder) SubscribeWithHistory(buffer int) ([]Event, <-chan Event, func()) {
-	return r.subscribe(buffer, true)
+func (r *Recorder) SubscribeWithHistory() ([]Event, <-chan Event, func()) {
+	return r.subscribe(true)
 }
 
-func (r *Recorder) subscribe(buffer int, history bool) ([]Event, <-chan Event, func()) {
+func (r *Recorder) subscribe(history bool) ([]Event, <-chan Event, func()) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	var hist []Event
 	if history {
 		hist = append([]Event(nil), r.events...)
 	}
+	next := len(r.events)
 	id := r.nextID
 	r.nextID++
-	ch := make(chan Event, buffer)
-	r.subs[id] = ch
+	wake := make(chan struct{}, 1)
+	r.subs[id] = wake
+	r.mu.Unlock()
+
+	ch := make(chan Event)
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		defer close(ch)
+		for {
+			// Appends never change recorded events, so the slice stays valid
+			// after the lock is released.
+			r.mu.Lock()
+			batch := r.events[next:len(r.events):len(r.events)]
+			next = len(r.events)
+			r.mu.Unlock()
+			for _, e := range batch {
+				select {
+				case ch <- e:
+				case <-done:
+					return
+				}
+			}
+			select {
+			case <-wake:
+			case <-done:
+				return
+			}
+		}
+	}()
 	var once sync.Once
 	return hist, ch, func() {
 		once.Do(func() {
 			r.mu.Lock()
 			delete(r.subs, id)
 			r.mu.Unlock()
-			close(ch)
+			close(done)
+			<-finished
 		})
 	}
 }

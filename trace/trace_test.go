@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ func TestRecorder(t *testing.T) {
 	var buf bytes.Buffer
 	r := NewRecorder(&buf)
 	r.Emit(Event{Kind: "a", Message: "first"})
-	hist, ch, stop := r.SubscribeWithHistory(4)
+	hist, ch, stop := r.SubscribeWithHistory()
 	r.Emit(Event{Kind: "b", Message: "second", Time: time.Unix(5, 0)})
 	if len(hist) != 1 || hist[0].Kind != "a" || hist[0].Level != LevelInfo || hist[0].Time.IsZero() {
 		t.Errorf("history = %+v", hist)
@@ -27,18 +28,22 @@ func TestRecorder(t *testing.T) {
 	if _, ok := <-ch; ok {
 		t.Error("channel still open after stop")
 	}
-	// A full subscriber loses events but does not block the emitter.
-	slow, stopSlow := r.Subscribe(1)
+	// A subscriber that does not read blocks no emitter and, when it reads, has lost
+	// nothing.
+	slow, stopSlow := r.Subscribe()
 	for i := 0; i < 10; i++ {
-		r.Emit(Event{Kind: "c"})
+		r.Emit(Event{Kind: "c", Message: strconv.Itoa(i)})
+	}
+	var got []string
+	for range 10 {
+		got = append(got, (<-slow).Message)
 	}
 	stopSlow()
-	n := 0
-	for range slow {
-		n++
+	if diff := cmp.Diff([]string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, got); diff != "" {
+		t.Errorf("slow subscriber's events (-want +got):\n%s", diff)
 	}
-	if n != 1 {
-		t.Errorf("slow subscriber got %d events, want 1", n)
+	if _, ok := <-slow; ok {
+		t.Error("slow subscriber's channel still open after stop")
 	}
 	var kinds []string
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {

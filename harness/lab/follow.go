@@ -49,7 +49,7 @@ func (l *Lab) Follow(ctx context.Context, m *Machine, o FollowOptions) (report.R
 		macs = append(macs, mac.String())
 	}
 	tl := timeline.New(m.SystemID, macs, l.cfg.Budgets)
-	hist, ch, stop := l.Recorder.SubscribeWithHistory(1 << 16)
+	hist, ch, stop := l.Recorder.SubscribeWithHistory()
 	defer stop()
 	var mine []trace.Event
 	status, message := "", ""

@@ -157,7 +157,7 @@ func TestVMDestroyedMidInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events, stop := l.Recorder.Subscribe(4096)
+	events, stop := l.Recorder.Subscribe()
 	defer stop()
 	if err := l.Deploy(ctx, m, lab.DeployOptions{DistroSeries: image}); err != nil {
 		t.Fatal(err)

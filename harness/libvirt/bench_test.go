@@ -87,7 +87,7 @@ func BenchmarkFirstConsoleLine(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				ch, stop := rec.Subscribe(4096)
+				ch, stop := rec.Subscribe()
 				b.StartTimer()
 				start := time.Now()
 				if err := m.PowerOn(ctx); err != nil {

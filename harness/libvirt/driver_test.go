@@ -71,7 +71,7 @@ func newFakeEnv(t *testing.T, ctx context.Context, mod func(*Options)) *fakeEnv 
 // (not a timing assertion).
 func waitEvent(t *testing.T, rec *trace.Recorder, ok func(trace.Event) bool) trace.Event {
 	t.Helper()
-	ch, stop := rec.Subscribe(1024)
+	ch, stop := rec.Subscribe()
 	defer stop()
 	for _, e := range rec.Events() {
 		if ok(e) {

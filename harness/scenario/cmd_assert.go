@@ -259,7 +259,7 @@ func cmdAwaitEvent(sc *script, ts *testscript.TestScript, neg bool, args []strin
 		}
 		return re == nil || re.MatchString(eventText(e))
 	}
-	hist, ch, stop := sc.lab.Recorder.SubscribeWithHistory(4096)
+	hist, ch, stop := sc.lab.Recorder.SubscribeWithHistory()
 	defer stop()
 	for _, e := range hist {
 		if match(e) {

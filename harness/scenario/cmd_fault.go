@@ -68,7 +68,7 @@ func (sc *script) resolveTarget(ts *testscript.TestScript, cmd, name string) tar
 // watchPorts calls f with every port attached from now on whose name has prefix, until
 // the script ends or stop is called.
 func (sc *script) watchPorts(prefix string, f func(p *vnet.Port)) {
-	ch, stop := sc.lab.Recorder.Subscribe(1024)
+	ch, stop := sc.lab.Recorder.Subscribe()
 	ctx, cancel := context.WithCancel(sc.ctx)
 	done := make(chan struct{})
 	go func() {

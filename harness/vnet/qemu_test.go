@@ -243,7 +243,7 @@ func pxeBootToTFTP(tb testing.TB, cfg vnet.Config, wantFile string) (bootTimes, 
 		fail("no TFTP request")
 	}
 	if wantFile != "" {
-		events, stop := lab.rec.Subscribe(256)
+		events, stop := lab.rec.Subscribe()
 		defer stop()
 		sent := func(e trace.Event) bool {
 			return e.Kind == trace.KindTFTPRead && e.Attrs["file"] == wantFile
