@@ -22,9 +22,10 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	tcp "github.com/maasemu/maasemu/harness/vnet/internal/gvisortcp"
 )
 
 // DefaultSubnet is the lab's default virtual subnet (RFC 2544 benchmarking range) and
@@ -175,13 +176,10 @@ func (sw *Switch) retuneTCP() {
 }
 
 // tuneTCP sets a stack's TCP for a virtual wire (setMaxRTO does the rest): SACK, and
-// buffers sized for many connections.
-//
-// gVisor has a known hang here, not worked around: its packet count drifts low when SACK
-// recovery ends, and once it reads zero with the tail of a stream unacknowledged, a lost
-// tail-loss probe leaves no retransmission timer armed. Turning RACK (and the probe) off
-// avoids that, but then a transfer whose ACKs are lost crawls at a few segments per round
-// trip (scenario fault-loss runs out of its extract budget).
+// buffers sized for many connections. RACK stays on (without it a transfer whose ACKs are
+// lost crawls at a few segments per round trip); the stacks' TCP is gVisor's with the fix
+// for the tail hang RACK's loss probe met after SACK recovery (internal/gvisortcp,
+// PATCHES.md).
 func tuneTCP(s *stack.Stack) error {
 	sack := tcpip.TCPSACKEnabled(true)
 	// 1 MiB buffers: ten times what a local link's round trip needs, and a lab holds one

@@ -15,7 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	tcp "github.com/maasemu/maasemu/harness/vnet/internal/gvisortcp"
 )
 
 var (

@@ -183,7 +183,7 @@ func (s *SACKScoreboard) Delete(seq seqnum.Value) {
 	}
 	toDelete := []btree.Item{}
 	toInsert := []btree.Item{}
-	r := header.SACKBlock{seq, seq.Add(1)}
+	r := header.SACKBlock{Start: seq, End: seq.Add(1)}
 	s.ranges.DescendLessOrEqual(r, func(i btree.Item) bool {
 		if i == r {
 			return true
@@ -193,7 +193,7 @@ func (s *SACKScoreboard) Delete(seq seqnum.Value) {
 		if sb.End.LessThanEq(seq) {
 			s.sacked -= sb.Start.Size(sb.End)
 		} else {
-			newSB := header.SACKBlock{seq, sb.End}
+			newSB := header.SACKBlock{Start: seq, End: sb.End}
 			toInsert = append(toInsert, newSB)
 			s.sacked -= sb.Start.Size(seq)
 		}
@@ -281,7 +281,7 @@ func (s *SACKScoreboard) IsRangeLost(r header.SACKBlock) bool {
 // bytes with sequence numbers greater than 'SeqNum' have been SACKed.
 // Otherwise, the routine returns false.
 func (s *SACKScoreboard) IsLost(seq seqnum.Value) bool {
-	return s.IsRangeLost(header.SACKBlock{seq, seq.Add(1)})
+	return s.IsRangeLost(header.SACKBlock{Start: seq, End: seq.Add(1)})
 }
 
 // Empty returns true if the SACK scoreboard has no entries, false otherwise.

@@ -1066,11 +1066,12 @@ func (s *sender) postXmit(dataSent bool, shouldScheduleProbe bool) {
 			s.schedulePTO()
 		} else if !s.resendTimer.enabled() {
 			s.probeTimer.disable()
-			if s.Outstanding > 0 {
-				// Enable the resend timer if it's not enabled yet and there is
-				// outstanding data.
-				s.resendTimer.enable(s.RTO)
-			}
+			// maasemu: arm the resend timer whenever data is unacknowledged
+			// (SndUna != SndNxt here), not only when Outstanding > 0: after SACK
+			// recovery Outstanding can read lower than the segments in flight, and
+			// a lost tail-loss probe then left no timer armed and the tail was never
+			// resent. See PATCHES.md.
+			s.resendTimer.enable(s.RTO)
 		}
 	}
 }
