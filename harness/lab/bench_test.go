@@ -61,7 +61,7 @@ func deployOne(ctx context.Context, l *lab.Lab, name, image string) error {
 }
 
 // BenchmarkSimDeploy is one simulated machine deploying a dd.gz image (the good-ddgz test
-// image: a 93 MiB GPT disk, ~20 MiB compressed) from power-on to Deployed, the lab already
+// image: a 100 MiB GPT disk, 32 MiB compressed) from power-on to Deployed, the lab already
 // up. It reports the median.
 func BenchmarkSimDeploy(b *testing.B) {
 	l, image, size := benchLab(b, nil)
