@@ -25,6 +25,7 @@ type Snapshot struct {
 
 type entryState struct {
 	mode         fs.FileMode
+	stMode       uint32 // st_mode: type and permission bits, as the inode stores them
 	uid, gid     uint32
 	size         int64
 	ino          uint64
@@ -34,7 +35,7 @@ type entryState struct {
 
 func stateOf(st *syscall.Stat_t, mode fs.FileMode) entryState {
 	return entryState{
-		mode: mode, uid: st.Uid, gid: st.Gid, size: st.Size, ino: st.Ino, rdev: st.Rdev,
+		mode: mode, stMode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, ino: st.Ino, rdev: st.Rdev,
 		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
 	}
 }
@@ -232,41 +233,10 @@ func writeBackScript(root string, before, now map[string]entryState) (string, er
 // setInode writes the requests that give the inode at p the mode, owner and
 // modification time of n.
 func setInode(b *strings.Builder, p string, n entryState) {
-	fmt.Fprintf(b, "sif \"%s\" mode 0%o\n", p, modeBits(n.mode))
+	fmt.Fprintf(b, "sif \"%s\" mode 0%o\n", p, n.stMode)
 	fmt.Fprintf(b, "sif \"%s\" uid %d\n", p, n.uid)
 	fmt.Fprintf(b, "sif \"%s\" gid %d\n", p, n.gid)
 	fmt.Fprintf(b, "sif \"%s\" mtime @%d\n", p, n.mtime/1e9)
-}
-
-// modeBits is the st_mode of m: file type and permission bits.
-func modeBits(m fs.FileMode) uint32 {
-	bits := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		bits |= syscall.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		bits |= syscall.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		bits |= syscall.S_ISVTX
-	}
-	switch m.Type() {
-	case 0:
-		bits |= syscall.S_IFREG
-	case fs.ModeDir:
-		bits |= syscall.S_IFDIR
-	case fs.ModeSymlink:
-		bits |= syscall.S_IFLNK
-	case fs.ModeNamedPipe:
-		bits |= syscall.S_IFIFO
-	case fs.ModeDevice:
-		bits |= syscall.S_IFBLK
-	case fs.ModeDevice | fs.ModeCharDevice:
-		bits |= syscall.S_IFCHR
-	case fs.ModeSocket:
-		bits |= syscall.S_IFSOCK
-	}
-	return bits
 }
 
 // unixMajor and unixMinor split a Linux dev_t.
