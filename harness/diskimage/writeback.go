@@ -91,8 +91,9 @@ var ErrWriteBackUnsupported = errors.New("diskimage: the change cannot be writte
 // since it was taken: entries gone from the tree are removed, new and changed ones are
 // written with their mode, owner and modification time. Everything else in the
 // filesystem (its features, inode numbers, extended attributes, the files nothing
-// touched) stays as it was, as when curtin unmounts the root of a dd image. A failure
-// names the entry and debugfs's reason; the filesystem may then be partly written.
+// touched) stays as it was, as when curtin unmounts the root of a dd image. Hard links the
+// install made are written as separate files, and times to the second. A failure names
+// the entry and debugfs's reason; the filesystem may then be partly written.
 func WriteBack(ctx context.Context, img string, f FS, snap *Snapshot) error {
 	if !isExt(f.Type) {
 		return fmt.Errorf("%w: %s partition %d is %q, not ext2/3/4", ErrWriteBackUnsupported, img, f.Partition, f.Type)
