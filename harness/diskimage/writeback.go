@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Snapshot is what a directory tree held when it was taken: for every entry, the
@@ -24,7 +26,6 @@ type Snapshot struct {
 }
 
 type entryState struct {
-	mode         fs.FileMode
 	stMode       uint32 // st_mode: type and permission bits, as the inode stores them
 	uid, gid     uint32
 	size         int64
@@ -33,9 +34,12 @@ type entryState struct {
 	rdev         uint64
 }
 
-func stateOf(st *syscall.Stat_t, mode fs.FileMode) entryState {
+// mode is stMode as an fs.FileMode.
+func (e entryState) mode() fs.FileMode { return unixMode(e.stMode) }
+
+func stateOf(st *syscall.Stat_t) entryState {
 	return entryState{
-		mode: mode, stMode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, ino: st.Ino, rdev: st.Rdev,
+		stMode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, ino: st.Ino, rdev: st.Rdev,
 		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(),
 	}
 }
@@ -64,7 +68,7 @@ func walkStates(root string) (map[string]entryState, error) {
 		if rel != "." {
 			key += filepath.ToSlash(rel)
 		}
-		out[key] = stateOf(st, fi.Mode())
+		out[key] = stateOf(st)
 		return nil
 	})
 	if err != nil {
@@ -142,15 +146,15 @@ func writeBackScript(root string, before, now map[string]entryState) (string, er
 		switch {
 		case !ok:
 			removed = append(removed, p)
-		case n.mode.Type() != b.mode.Type() || (n.mode.IsRegular() && n.ino != b.ino):
+		case n.mode().Type() != b.mode().Type() || (n.mode().IsRegular() && n.ino != b.ino):
 			removed = append(removed, p)
 			written = append(written, p)
-		case n.mode.IsDir():
-			if n.mode != b.mode || n.uid != b.uid || n.gid != b.gid || n.mtime != b.mtime {
+		case n.mode().IsDir():
+			if n.stMode != b.stMode || n.uid != b.uid || n.gid != b.gid || n.mtime != b.mtime {
 				touched = append(touched, p)
 			}
 		case n != b:
-			if !n.mode.IsRegular() && n.ctime != b.ctime && n.size == b.size && n.mtime == b.mtime && n.rdev == b.rdev {
+			if !n.mode().IsRegular() && n.ctime != b.ctime && n.size == b.size && n.mtime == b.mtime && n.rdev == b.rdev {
 				touched = append(touched, p) // a chmod or chown of a link or node
 				continue
 			}
@@ -185,7 +189,7 @@ func writeBackScript(root string, before, now map[string]entryState) (string, er
 		return "", fmt.Errorf("%w: staging directory %q holds a double quote or a newline", ErrWriteBackUnsupported, root)
 	}
 	for _, p := range removed {
-		if before[p].mode.IsDir() {
+		if before[p].mode().IsDir() {
 			fmt.Fprintf(&b, "rmdir \"%s\"\n", p)
 		} else {
 			fmt.Fprintf(&b, "rm \"%s\"\n", p)
@@ -198,7 +202,7 @@ func writeBackScript(root string, before, now map[string]entryState) (string, er
 		// its argument into the current directory as given, slashes and all.
 		dir, name := path.Split(p)
 		fmt.Fprintf(&b, "cd \"%s\"\n", dir)
-		switch n.mode.Type() {
+		switch n.mode().Type() {
 		case 0:
 			fmt.Fprintf(&b, "write \"%s\" \"%s\"\n", host, name)
 		case fs.ModeDir:
@@ -216,12 +220,12 @@ func writeBackScript(root string, before, now map[string]entryState) (string, er
 			fmt.Fprintf(&b, "mknod \"%s\" p\n", name)
 		case fs.ModeDevice | fs.ModeCharDevice, fs.ModeDevice:
 			kind := "b"
-			if n.mode&fs.ModeCharDevice != 0 {
+			if n.mode()&fs.ModeCharDevice != 0 {
 				kind = "c"
 			}
-			fmt.Fprintf(&b, "mknod \"%s\" %s %d %d\n", name, kind, unixMajor(n.rdev), unixMinor(n.rdev))
+			fmt.Fprintf(&b, "mknod \"%s\" %s %d %d\n", name, kind, unix.Major(n.rdev), unix.Minor(n.rdev))
 		default:
-			return "", fmt.Errorf("%w: %s is a %v", ErrWriteBackUnsupported, p, n.mode.Type())
+			return "", fmt.Errorf("%w: %s is a %v", ErrWriteBackUnsupported, p, n.mode().Type())
 		}
 		setInode(&b, p, n)
 	}
@@ -239,7 +243,3 @@ func setInode(b *strings.Builder, p string, n entryState) {
 	fmt.Fprintf(b, "sif \"%s\" gid %d\n", p, n.gid)
 	fmt.Fprintf(b, "sif \"%s\" mtime @%d\n", p, n.mtime/1e9)
 }
-
-// unixMajor and unixMinor split a Linux dev_t.
-func unixMajor(dev uint64) uint64 { return (dev>>8)&0xfff | (dev>>32)&^0xfff }
-func unixMinor(dev uint64) uint64 { return dev&0xff | (dev>>12)&^0xff }
