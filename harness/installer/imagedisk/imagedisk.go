@@ -75,8 +75,8 @@ type mountPlan struct {
 type ddRoot struct {
 	disk *Disk
 	fs   diskimage.FS
-	// snap is the extracted tree as it came off the image (ext roots), so that Unmount
-	// writes back only what the install changed.
+	// snap is the extracted tree as it came off the image, so that Unmount writes back
+	// only what the install changed.
 	snap *diskimage.Snapshot
 }
 
@@ -458,12 +458,11 @@ func (b *Backend) WriteImage(ctx context.Context, sc *storage.Config, r io.Reade
 				if err := diskimage.ExtractTree(ctx, d.Path, f, target); err != nil {
 					return fmt.Errorf("reading the root filesystem of %s: %w", d.Name, err)
 				}
-				b.dd = &ddRoot{disk: d, fs: f}
-				if strings.HasPrefix(f.Type, "ext") {
-					if b.dd.snap, err = diskimage.SnapshotTree(target); err != nil {
-						return err
-					}
+				snap, err := diskimage.SnapshotTree(target)
+				if err != nil {
+					return err
 				}
+				b.dd = &ddRoot{disk: d, fs: f, snap: snap}
 				return nil
 			}
 		}
@@ -619,10 +618,7 @@ func (b *Backend) Unmount(ctx context.Context, target string, log io.Writer) err
 	if b.dd != nil {
 		f := b.dd.fs
 		fmt.Fprintf(log, "writing root filesystem changes back to %s\n", partName(b.dd.disk.Name, f.Partition))
-		err := diskimage.ErrWriteBackUnsupported
-		if b.dd.snap != nil {
-			err = diskimage.WriteBack(ctx, b.dd.disk.Path, f, b.dd.snap)
-		}
+		err := diskimage.WriteBack(ctx, b.dd.disk.Path, f, b.dd.snap)
 		if errors.Is(err, diskimage.ErrWriteBackUnsupported) {
 			// A FAT root, or a name debugfs cannot spell: rebuild the filesystem from the tree.
 			fmt.Fprintf(log, "rebuilding the %s filesystem from the target instead (%v)\n", f.Type, err)
