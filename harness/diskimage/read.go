@@ -207,6 +207,19 @@ func debugfs(img string, f FS, timeout time.Duration, cmd, c string) ([]byte, st
 	return stdout.Bytes(), msg, nil
 }
 
+// debugfsScript runs the requests in script, one per line, in one debugfs run on the
+// filesystem f of img, opened with mode ("-c" to read, "-w" to write), and returns what
+// debugfs said on stderr besides its banner. debugfs exits 0 whatever its requests did:
+// a failed request is only a line in that message.
+func debugfsScript(ctx context.Context, img string, f FS, mode, script string) (string, error) {
+	cmd := exec.CommandContext(ctx, "debugfs", mode, "-f", "-", debugfsSpec(img, f))
+	cmd.Stdin = strings.NewReader(script)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	return debugfsMessage(stderr.String()), err
+}
+
 // debugfsMessage is debugfs's stderr without its banner and catastrophic-mode notice.
 func debugfsMessage(stderr string) string {
 	var keep []string
@@ -396,13 +409,12 @@ func ExtractTree(ctx context.Context, img string, f FS, dst string) error {
 		if script.Len() == 0 {
 			return nil
 		}
-		cmd := exec.CommandContext(ctx, "debugfs", "-c", "-f", "-", debugfsSpec(img, f))
-		cmd.Stdin = strings.NewReader(script.String())
-		if out, err := cmd.CombinedOutput(); err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("diskimage: extract from %s: %w", img, ctx.Err())
-			}
-			return fmt.Errorf("diskimage: extract from %s partition %d: debugfs rdump: %w: %s", img, f.Partition, err, debugfsMessage(string(out)))
+		msg, err := debugfsScript(ctx, img, f, "-c", script.String())
+		if ctx.Err() != nil {
+			return fmt.Errorf("diskimage: extract from %s: %w", img, ctx.Err())
+		}
+		if err != nil {
+			return fmt.Errorf("diskimage: extract from %s partition %d: debugfs rdump: %w: %s", img, f.Partition, err, msg)
 		}
 		return nil
 	case f.Type == FSVFAT:

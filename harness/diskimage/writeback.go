@@ -1,7 +1,6 @@
 package diskimage
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -119,16 +118,11 @@ func WriteBack(ctx context.Context, img string, f FS, snap *Snapshot) error {
 	if _, err := exec.LookPath("debugfs"); err != nil {
 		return fmt.Errorf("diskimage: debugfs (e2fsprogs) is needed to write ext filesystems: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, "debugfs", "-w", "-f", "-", debugfsSpec(img, f))
-	cmd.Stdin = strings.NewReader(script)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	msg, err := debugfsScript(ctx, img, f, "-w", script)
 	if ctx.Err() != nil {
 		return fmt.Errorf("diskimage: write back to %s partition %d: %w", img, f.Partition, ctx.Err())
 	}
-	// debugfs exits 0 whatever its requests did; each failed request is a line on stderr.
-	if msg := debugfsMessage(stderr.String()); err != nil || msg != "" {
+	if err != nil || msg != "" {
 		if msg == "" {
 			msg = err.Error()
 		}
